@@ -1,0 +1,2 @@
+//! Replaced by the crate owner.
+fn main() {}

@@ -1,0 +1,45 @@
+//! Shared pieces of kiln's benchmarks: units and the report format.
+
+/// Throughput in GB/s (10^9 bytes per second) of `bytes` moved in `seconds`.
+pub fn gb_per_s(bytes: u64, seconds: f64) -> f64 {
+    bytes as f64 / seconds / 1e9
+}
+
+/// TFLOP/s of `flops` floating-point operations in `seconds`.
+pub fn tflop_per_s(flops: f64, seconds: f64) -> f64 {
+    flops / seconds / 1e12
+}
+
+/// FLOPs of an attention forward pass, counted as FlashAttention's papers count them
+/// (`4 * batch * heads * q_len * k_len * head_dim`, halved when causal).
+pub fn attention_flops(
+    batch: usize,
+    heads: usize,
+    q_len: usize,
+    k_len: usize,
+    head_dim: usize,
+    causal: bool,
+) -> f64 {
+    let full = 4.0 * (batch * heads * q_len * k_len * head_dim) as f64;
+    if causal { full / 2.0 } else { full }
+}
+
+/// `ours / reference` speed-up from two times (`reference_s / ours_s`): above 1 means kiln is faster.
+pub fn speedup(ours_s: f64, reference_s: f64) -> f64 {
+    reference_s / ours_s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(gb_per_s(3_000_000_000, 1.5), 2.0);
+        assert_eq!(tflop_per_s(5e12, 0.5), 10.0);
+        // FA2 paper: batch 4, 32 heads, 2048 tokens, head dim 128, causal = 2.2e12 FLOPs.
+        let f = attention_flops(4, 32, 2048, 2048, 128, true);
+        assert!((f - 2.199e12).abs() < 1e9, "{f}");
+        assert_eq!(speedup(1.0, 3.0), 3.0);
+    }
+}

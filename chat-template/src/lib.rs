@@ -1,0 +1,51 @@
+//! transformers-exact chat templates.
+//!
+//! kiln-chat-template renders a conversation into a prompt the way Python's
+//! `tokenizer.apply_chat_template(messages, ...)` does, byte for byte, on
+//! [minijinja](https://docs.rs/minijinja) configured like transformers configures jinja2
+//! (`trim_blocks`, `lstrip_blocks`, loop controls, `raise_exception`, `strftime_now`, a
+//! `json.dumps`-exact `tojson`, the `{% generation %}` tag, Python's `str()` of printed values).
+//! It then tokenizes the prompt as transformers does and knows which tokens end a turn.
+//!
+//! ```
+//! use kiln_chat_template::{ApplyOptions, Builtin, ChatTemplate, Message};
+//!
+//! // A model directory works the same: ChatTemplate::from_model_dir("path/to/model").
+//! let template = ChatTemplate::builtin(Builtin::Llama3);
+//! let mut options = ApplyOptions::generation_prompt();
+//! options.special_tokens.bos_token = Some("<|begin_of_text|>".into());
+//! let conversation = vec![Message::system("Be brief."), Message::user("Hi!")];
+//! let prompt = template.apply(&conversation, &options).unwrap();
+//! assert_eq!(
+//!     prompt.text,
+//!     "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>\
+//!      <|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|>\
+//!      <|start_header_id|>assistant<|end_header_id|>\n\n"
+//! );
+//! ```
+//!
+//! Errors name the template and line; a template's `raise_exception("...")` becomes
+//! [`Error::Raised`] carrying its message. Where kiln differs from transformers is listed in
+//! `COMPATIBILITY.md`.
+
+mod builtin;
+mod conversation;
+mod env;
+mod error;
+mod load;
+mod message;
+mod python;
+mod render;
+mod special;
+mod strftime;
+mod template;
+mod tokenizer;
+
+pub use builtin::Builtin;
+pub use conversation::{Conversation, read_json_list};
+pub use error::{Error, Result};
+pub use message::{Content, ContentPart, FunctionCall, Message, ToolCall};
+pub use render::{ApplyOptions, Rendered};
+pub use special::{STANDARD_NAMES, SpecialTokens};
+pub use template::ChatTemplate;
+pub use tokenizer::{END_OF_TURN_TOKENS, Encoding, Tokenizer, generation_eos_ids};

@@ -1,0 +1,294 @@
+//! [`ChatTemplate::apply`]: transformers' `apply_chat_template(..., tokenize=False)`.
+
+use std::ops::Range;
+use std::time::SystemTime;
+
+use minijinja::Value;
+use serde_json::{Map, Value as Json};
+
+use crate::env::{self, NowGuard};
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::python::is_py_space;
+use crate::special::SpecialTokens;
+use crate::template::{ChatTemplate, map_error};
+
+/// What [`ChatTemplate::apply`] renders besides the messages.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Append the header that starts an assistant turn (`add_generation_prompt`).
+    pub add_generation_prompt: bool,
+    /// Leave the final message open so the model continues it (`continue_final_message`).
+    /// An error together with `add_generation_prompt`, as in transformers.
+    pub continue_final_message: bool,
+    /// The field of the final message to continue (transformers' string form of
+    /// `continue_final_message`, e.g. `reasoning_content`); `None` means `content`.
+    pub continue_field: Option<String>,
+    /// Tool definitions (JSON schemas); the template sees `none` when absent.
+    pub tools: Option<Vec<Json>>,
+    /// Documents for retrieval-augmented templates; `none` when absent.
+    pub documents: Option<Vec<Json>>,
+    /// Extra template variables (`enable_thinking`, `date_string`, ...); they override special tokens.
+    pub extra: Map<String, Json>,
+    /// Special tokens passed as `bos_token`, `eos_token`, ...
+    pub special_tokens: SpecialTokens,
+    /// Pick a named template (`tool_use`, `rag`, ...) instead of the automatic choice.
+    pub template_name: Option<String>,
+    /// The instant `strftime_now` formats (UTC); `None` reads the clock.
+    pub now: Option<SystemTime>,
+}
+
+impl ApplyOptions {
+    /// Default options with `add_generation_prompt` set.
+    pub fn generation_prompt() -> Self {
+        Self {
+            add_generation_prompt: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// The output of [`ChatTemplate::apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// The prompt text.
+    pub text: String,
+    /// Byte ranges of `text` rendered inside `{% generation %}` blocks (assistant content), in
+    /// order. Empty when the template has no such block.
+    pub assistant_spans: Vec<Range<usize>>,
+}
+
+const CONTINUE_TAG: &str = "CONTINUE_FINAL_MESSAGE_TAG ";
+const REASONING_FIELDS: [&str; 3] = ["reasoning_content", "thinking", "reasoning"];
+
+fn json_to_value(v: &Json) -> Value {
+    match v {
+        Json::Null => Value::from(()),
+        Json::Bool(b) => Value::from(*b),
+        Json::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                Value::from(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Json::String(s) => Value::from(s.as_str()),
+        Json::Array(items) => Value::from(items.iter().map(json_to_value).collect::<Vec<_>>()),
+        Json::Object(map) => Value::from_pairs(map.iter().map(|(k, v)| (k.as_str(), json_to_value(v)))),
+    }
+}
+
+fn py_strip(s: &str) -> &str {
+    s.trim_matches(is_py_space)
+}
+
+/// `{"thinking": r, **message, "reasoning_content": r}` for the first reasoning field set.
+fn alias_reasoning(message: Map<String, Json>) -> Map<String, Json> {
+    let reasoning = REASONING_FIELDS
+        .iter()
+        .find_map(|k| message.get(*k).filter(|v| !v.is_null()).cloned());
+    let Some(reasoning) = reasoning else {
+        return message;
+    };
+    let mut out = Map::with_capacity(message.len() + 2);
+    out.insert("thinking".into(), reasoning.clone());
+    for (k, v) in message {
+        out.insert(k, v);
+    }
+    out.insert("reasoning_content".into(), reasoning);
+    out
+}
+
+impl ChatTemplate {
+    /// Renders `messages` as transformers' `apply_chat_template(messages, tokenize=False, ...)`.
+    ///
+    /// ```
+    /// use kiln_chat_template::{ApplyOptions, Builtin, ChatTemplate, Message};
+    /// let template = ChatTemplate::builtin(Builtin::ChatMl);
+    /// let out = template
+    ///     .apply(&[Message::user("Hi!")], &ApplyOptions::generation_prompt())
+    ///     .unwrap();
+    /// assert_eq!(out.text, "<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n");
+    /// ```
+    pub fn apply(&self, messages: &[Message], opts: &ApplyOptions) -> Result<Rendered> {
+        let json: Vec<Json> = messages
+            .iter()
+            .map(|m| serde_json::to_value(m).map_err(|e| Error::InvalidInput(e.to_string())))
+            .collect::<Result<_>>()?;
+        self.apply_json(&json, opts)
+    }
+
+    /// Like [`apply`](Self::apply), for messages given as JSON objects (key order is kept, as
+    /// Python dicts keep it).
+    pub fn apply_json(&self, messages: &[Json], opts: &ApplyOptions) -> Result<Rendered> {
+        if messages.is_empty() {
+            return Err(Error::InvalidInput(
+                "Cannot apply chat template to an empty conversation. Provide at least one message.".into(),
+            ));
+        }
+        let mut chat: Vec<Map<String, Json>> = Vec::with_capacity(messages.len());
+        for (i, m) in messages.iter().enumerate() {
+            let Json::Object(map) = m else {
+                return Err(Error::InvalidInput(format!("message {i} is not a JSON object")));
+            };
+            // transformers drops keys whose value is None.
+            let map = map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone()));
+            chat.push(map.collect());
+        }
+        if opts.continue_final_message && opts.add_generation_prompt {
+            return Err(Error::InvalidInput(
+                "continue_final_message and add_generation_prompt are not compatible. Use \
+                 continue_final_message when you want the model to continue the final message, and \
+                 add_generation_prompt when you want to add a header that will prompt it to start a \
+                 new assistant message instead."
+                    .into(),
+            ));
+        }
+        let variant = self.select(opts.template_name.as_deref(), opts.tools.is_some())?;
+        let chat: Vec<Map<String, Json>> = chat.into_iter().map(alias_reasoning).collect();
+        let (chat, final_message) = if opts.continue_final_message {
+            let (chat, fm) = tag_final_message(chat, opts, &variant.source)?;
+            (chat, Some(fm))
+        } else {
+            (chat, None)
+        };
+
+        let mut ctx: Vec<(String, Value)> = Vec::with_capacity(8 + opts.extra.len());
+        for (name, token) in opts.special_tokens.template_vars() {
+            ctx.push((name.to_owned(), Value::from(token)));
+        }
+        for (k, v) in &opts.extra {
+            if matches!(k.as_str(), "messages" | "tools" | "documents" | "add_generation_prompt") {
+                return Err(Error::InvalidInput(format!(
+                    "extra variable `{k}` clashes with the argument of the same name"
+                )));
+            }
+            ctx.retain(|(name, _)| name != k);
+            ctx.push((k.clone(), json_to_value(v)));
+        }
+        let to_list = |items: &Option<Vec<Json>>| match items {
+            Some(items) => Value::from(items.iter().map(json_to_value).collect::<Vec<_>>()),
+            None => Value::from_object(env::PyNone),
+        };
+        let messages_value = Value::from(
+            chat.iter()
+                .map(|m| Value::from_pairs(m.iter().map(|(k, v)| (k.as_str(), json_to_value(v)))))
+                .collect::<Vec<_>>(),
+        );
+        ctx.push(("messages".into(), messages_value));
+        ctx.push(("tools".into(), to_list(&opts.tools)));
+        ctx.push(("documents".into(), to_list(&opts.documents)));
+        ctx.push(("add_generation_prompt".into(), Value::from(opts.add_generation_prompt)));
+        let ctx = Value::from_pairs(ctx);
+
+        let raw = {
+            let _now = NowGuard::set(opts.now);
+            let template = self
+                .inner
+                .env
+                .get_template(&variant.key)
+                .map_err(|e| map_error(e, &variant.key))?;
+            template.render(ctx).map_err(|e| map_error(e, &variant.key))?
+        };
+        let (mut text, mut spans) = if variant.has_generation {
+            env::extract_generation_spans(&raw)
+        } else {
+            (raw, Vec::new())
+        };
+
+        if let Some(final_message) = final_message {
+            let tag = CONTINUE_TAG.trim_end();
+            if !text.contains(py_strip(&final_message)) || !text.contains(tag) {
+                return Err(Error::ContinueFinalMessage(format!(
+                    "the final message does not appear in the chat after applying the chat template \
+                     (the template deletes portions of it); final message: {}",
+                    py_strip(&final_message)
+                )));
+            }
+            let loc = text.rfind(tag).unwrap_or(text.len());
+            let cut = if text[loc..].starts_with(CONTINUE_TAG) {
+                loc
+            } else {
+                text[..loc].trim_end_matches(is_py_space).len()
+            };
+            text.truncate(cut);
+            spans.retain(|s| s.start < cut || s.is_empty() && s.start <= cut);
+            for s in &mut spans {
+                s.end = s.end.min(cut);
+            }
+        }
+        Ok(Rendered {
+            text,
+            assistant_spans: spans,
+        })
+    }
+}
+
+/// Appends transformers' continuation tag to the final message; returns the chat and the text
+/// being continued.
+fn tag_final_message(
+    mut chat: Vec<Map<String, Json>>,
+    opts: &ApplyOptions,
+    source: &str,
+) -> Result<(Vec<Map<String, Json>>, String)> {
+    let field = opts.continue_field.as_deref().unwrap_or("content");
+    let Some(last) = chat.last_mut() else {
+        return Err(Error::ContinueFinalMessage("the conversation is empty".into()));
+    };
+    let Some(final_message) = last.get(field).cloned() else {
+        return Err(Error::ContinueFinalMessage(format!(
+            "the final message has no \"{field}\" to continue"
+        )));
+    };
+    let fields: Vec<String> = if REASONING_FIELDS.contains(&field) {
+        REASONING_FIELDS
+            .iter()
+            .filter(|f| last.get(**f) == Some(&final_message))
+            .map(|f| (*f).to_owned())
+            .collect()
+    } else {
+        vec![field.to_owned()]
+    };
+    if !fields.iter().any(|f| source.contains(f.as_str())) {
+        return Err(Error::ContinueFinalMessage(format!(
+            "continue_final_message is set to \"{field}\" but this is not an accepted field in the chat_template"
+        )));
+    }
+    let text = match final_message {
+        Json::Array(_) => {
+            let Some(Json::Array(blocks)) = last.get_mut(field) else {
+                return Err(Error::ContinueFinalMessage("the final message changed".into()));
+            };
+            let block = blocks.iter_mut().rev().find_map(|b| match b {
+                Json::Object(map) if map.contains_key("text") => Some(map),
+                _ => None,
+            });
+            let Some(block) = block else {
+                return Err(Error::ContinueFinalMessage(
+                    "we could not find any text to continue in the final message".into(),
+                ));
+            };
+            let Some(Json::String(text)) = block.get("text").cloned() else {
+                return Err(Error::ContinueFinalMessage("the last text block's `text` is not a string".into()));
+            };
+            block.insert("text".into(), Json::String(format!("{text}{CONTINUE_TAG}")));
+            text
+        }
+        Json::String(text) => {
+            for f in &fields {
+                if let Some(Json::String(s)) = last.get_mut(f) {
+                    s.push_str(CONTINUE_TAG);
+                }
+            }
+            text
+        }
+        _ => {
+            return Err(Error::ContinueFinalMessage(format!(
+                "the final message's \"{field}\" is neither a string nor a list of blocks"
+            )));
+        }
+    };
+    Ok((chat, text))
+}

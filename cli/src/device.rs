@@ -1,0 +1,71 @@
+//! `--device auto|cpu|cuda`.
+
+use std::fmt;
+
+use anyhow::{Result, bail};
+
+/// What the user asked for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// CUDA when this build has it and a GPU is usable, else the CPU.
+    Auto,
+    /// The CPU (burn-ndarray).
+    Cpu,
+    /// The first CUDA GPU (burn-cuda).
+    Cuda,
+}
+
+/// What `--device` resolved to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// The CPU.
+    Cpu,
+    /// A CUDA GPU by index.
+    Cuda(usize),
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// The backends this binary was built with.
+pub fn compiled_backends() -> Vec<&'static str> {
+    let mut b = vec!["cpu"];
+    if cfg!(feature = "cuda") {
+        b.push("cuda");
+    }
+    if cfg!(feature = "wgpu") {
+        b.push("wgpu");
+    }
+    b
+}
+
+/// Whether an NVIDIA driver is loaded (the CUDA backend finds libcuda at run time).
+fn nvidia_driver_present() -> bool {
+    std::path::Path::new("/proc/driver/nvidia/version").exists()
+}
+
+impl DeviceChoice {
+    /// Resolves `auto` and checks that the choice is possible in this build.
+    pub fn resolve(self) -> Result<Device> {
+        match self {
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Auto if cfg!(feature = "cuda") && nvidia_driver_present() => {
+                Ok(Device::Cuda(0))
+            }
+            DeviceChoice::Auto => Ok(Device::Cpu),
+            DeviceChoice::Cuda if !cfg!(feature = "cuda") => bail!(
+                "this kiln was built without CUDA; rebuild with `--features cuda` or use `--device cpu`"
+            ),
+            DeviceChoice::Cuda if !nvidia_driver_present() => {
+                bail!("--device cuda: no NVIDIA driver is loaded on this machine")
+            }
+            DeviceChoice::Cuda => Ok(Device::Cuda(0)),
+        }
+    }
+}

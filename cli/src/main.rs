@@ -1,0 +1,97 @@
+//! `kiln`: chat, generate, quantize, inspect and template with LLMs on burn.
+
+mod device;
+
+use std::io;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
+
+use device::DeviceChoice;
+
+/// kiln makes large language models fit and run fast.
+#[derive(Parser, Debug)]
+#[command(name = "kiln", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Where tensors live: `auto` picks CUDA when this build has it and a GPU is usable.
+    #[arg(long, global = true, value_enum, default_value_t = DeviceChoice::Auto, env = "KILN_DEVICE")]
+    device: DeviceChoice,
+
+    /// More log output (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show this build's backends and the device `--device` resolves to.
+    Info {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Info { json } => {
+            let device = cli.device.resolve()?;
+            let backends = device::compiled_backends();
+            if json {
+                let v = serde_json::json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "backends": backends,
+                    "device": device.to_string(),
+                });
+                println!("{v}");
+            } else {
+                println!("kiln {}", env!("CARGO_PKG_VERSION"));
+                println!("backends: {}", backends.join(", "));
+                println!("device:   {device}");
+            }
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut io::stdout());
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! `config.json` of HF model dirs, in transformers' 4.x and 5.x layouts.
+//!
+//! transformers 5 renamed `torch_dtype` to `dtype` and moved `rope_theta`/`rope_scaling`
+//! into `rope_parameters`; real checkpoints on the hub still use the 4.x keys. Both read the
+//! same here.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::ModelError;
+
+/// The architectures kiln-models builds in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// Llama 1/2/3/3.1 (also SmolLM2).
+    Llama,
+    /// Mistral (sliding window).
+    Mistral,
+    /// Gemma 1.
+    Gemma,
+    /// Gemma 2.
+    Gemma2,
+    /// Gemma 3, text part.
+    Gemma3Text,
+    /// BERT encoders.
+    Bert,
+}
+
+impl Architecture {
+    /// Every built-in architecture with its `model_type`.
+    pub const ALL: [(&'static str, Architecture); 6] = [
+        ("llama", Architecture::Llama),
+        ("mistral", Architecture::Mistral),
+        ("gemma", Architecture::Gemma),
+        ("gemma2", Architecture::Gemma2),
+        ("gemma3_text", Architecture::Gemma3Text),
+        ("bert", Architecture::Bert),
+    ];
+
+    /// From a `model_type` (`gemma3`, the multimodal wrapper, maps to its text model).
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        let model_type = if model_type == "gemma3" {
+            "gemma3_text"
+        } else {
+            model_type
+        };
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == model_type)
+            .map(|(_, a)| *a)
+    }
+}
+
+/// A parsed `config.json`, normalized across transformers versions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// `model_type` as written.
+    pub model_type: String,
+    /// The built-in architecture, when `model_type` names one.
+    pub architecture: Option<Architecture>,
+    /// The text model's keys (`text_config` of multimodal wrappers, else the whole file).
+    pub text: Value,
+}
+
+impl ModelConfig {
+    /// Reads and parses `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self, ModelError> {
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|source| ModelError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_value(value).map_err(|e| e.in_file(path))
+    }
+
+    /// Parses a `config.json` value.
+    pub fn from_value(value: Value) -> Result<Self, ModelError> {
+        let model_type = value
+            .get("model_type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ModelError::MissingKey {
+                path: None,
+                key: "model_type".into(),
+            })?
+            .to_owned();
+        let text = match value.get("text_config") {
+            Some(t) if t.is_object() => t.clone(),
+            _ => value,
+        };
+        Ok(Self {
+            architecture: Architecture::from_model_type(&model_type),
+            model_type,
+            text,
+        })
+    }
+
+    /// The built-in architecture, or an error naming the `model_type` and the known ones.
+    pub fn require_architecture(&self) -> Result<Architecture, ModelError> {
+        self.architecture
+            .ok_or_else(|| ModelError::UnknownArchitecture {
+                model_type: self.model_type.clone(),
+                known: Architecture::ALL
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// A key of the text model.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.text.get(key)
+    }
+
+    /// The weights' dtype: `dtype` (5.x) or `torch_dtype` (4.x).
+    pub fn dtype(&self) -> Option<&str> {
+        self.get("dtype")
+            .or_else(|| self.get("torch_dtype"))
+            .and_then(Value::as_str)
+    }
+
+    /// RoPE parameters as one object: `rope_parameters` (5.x), else `rope_scaling` with
+    /// `rope_theta` added (4.x). For models with per-layer-type parameters (5.x Gemma 3:
+    /// `{"full_attention": {...}, "sliding_attention": {...}}`) `layer_type` picks one.
+    pub fn rope_parameters(&self, layer_type: Option<&str>) -> Option<Value> {
+        if let Some(p) = self.get("rope_parameters").filter(|p| p.is_object()) {
+            return match layer_type.and_then(|t| p.get(t)) {
+                Some(per_type) => Some(per_type.clone()),
+                None => Some(p.clone()),
+            };
+        }
+        let mut p = match self.get("rope_scaling") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => serde_json::Map::new(),
+        };
+        if let Some(theta) = self.get("rope_theta") {
+            p.insert("rope_theta".into(), theta.clone());
+        }
+        (!p.is_empty()).then_some(Value::Object(p))
+    }
+
+    /// The RoPE base frequency, from either layout.
+    pub fn rope_theta(&self, layer_type: Option<&str>) -> Option<f64> {
+        self.rope_parameters(layer_type)?
+            .get("rope_theta")
+            .and_then(Value::as_f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn transformers_4_and_5_layouts_read_the_same() {
+        let v4 = ModelConfig::from_value(json!({
+            "model_type": "llama", "torch_dtype": "bfloat16", "rope_theta": 500000.0,
+            "rope_scaling": {"rope_type": "llama3", "factor": 8.0}
+        }))
+        .unwrap();
+        let v5 = ModelConfig::from_value(json!({
+            "model_type": "llama", "dtype": "bfloat16",
+            "rope_parameters": {"rope_type": "llama3", "factor": 8.0, "rope_theta": 500000.0}
+        }))
+        .unwrap();
+        for c in [&v4, &v5] {
+            assert_eq!(c.require_architecture().unwrap(), Architecture::Llama);
+            assert_eq!(c.dtype(), Some("bfloat16"));
+            assert_eq!(c.rope_theta(None), Some(500000.0));
+            assert_eq!(c.rope_parameters(None).unwrap()["factor"], 8.0);
+        }
+    }
+
+    #[test]
+    fn gemma3_wrapper_uses_its_text_config_and_per_layer_rope() {
+        let c = ModelConfig::from_value(json!({
+            "model_type": "gemma3",
+            "text_config": {"model_type": "gemma3_text", "rope_parameters": {
+                "full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}}
+        }))
+        .unwrap();
+        assert_eq!(c.architecture, Some(Architecture::Gemma3Text));
+        assert_eq!(c.rope_theta(Some("sliding_attention")), Some(10000.0));
+        assert_eq!(c.rope_theta(Some("full_attention")), Some(1000000.0));
+    }
+
+    #[test]
+    fn unknown_architecture_names_the_model_type_and_the_file() {
+        let dir = std::env::temp_dir().join(format!("kiln-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.json");
+        std::fs::write(&path, r#"{"model_type": "mamba"}"#).unwrap();
+        let c = ModelConfig::from_file(&path).unwrap();
+        let err = c.require_architecture().unwrap_err().to_string();
+        assert!(err.contains("`mamba`") && err.contains("llama"), "{err}");
+        std::fs::write(&path, r#"{"hidden_size": 8}"#).unwrap();
+        let err = ModelConfig::from_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("model_type") && err.contains("config.json"),
+            "{err}"
+        );
+        std::fs::write(&path, r#"{"model_type": "#).unwrap();
+        let err = ModelConfig::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("config.json"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

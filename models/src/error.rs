@@ -1,0 +1,53 @@
+//! The error type of kiln-models.
+
+use std::path::{Path, PathBuf};
+
+/// Errors of kiln-models; each names the file, key or tensor involved.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A file could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A JSON file that does not parse.
+    #[error("{}: invalid JSON: {source}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// A required key is missing.
+    #[error("{}missing key `{key}`", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    MissingKey {
+        /// The file, when known.
+        path: Option<PathBuf>,
+        /// The key.
+        key: String,
+    },
+    /// A `model_type` no registered architecture handles.
+    #[error("unknown architecture `{model_type}` (known: {known})")]
+    UnknownArchitecture {
+        /// The `model_type` found.
+        model_type: String,
+        /// The known ones.
+        known: String,
+    },
+}
+
+impl ModelError {
+    /// Attaches the file to errors that lack one.
+    pub(crate) fn in_file(self, file: &Path) -> Self {
+        match self {
+            ModelError::MissingKey { path: None, key } => ModelError::MissingKey {
+                path: Some(file.to_path_buf()),
+                key,
+            },
+            other => other,
+        }
+    }
+}

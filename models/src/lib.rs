@@ -1,0 +1,13 @@
+//! Llama, Mistral, Gemma 1/2/3 and BERT on burn.
+//!
+//! ```
+//! use kiln_models::config::{Architecture, ModelConfig};
+//! let config = ModelConfig::from_value(serde_json::json!({"model_type": "llama", "rope_theta": 1e4})).unwrap();
+//! assert_eq!(config.require_architecture().unwrap(), Architecture::Llama);
+//! assert_eq!(config.rope_theta(None), Some(1e4));
+//! ```
+
+pub mod config;
+mod error;
+
+pub use error::ModelError;

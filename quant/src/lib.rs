@@ -1,0 +1,1 @@
+//! kiln-quant (work in progress)
