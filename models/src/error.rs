@@ -37,6 +37,47 @@ pub enum ModelError {
         /// The known ones.
         known: String,
     },
+    /// A tensor the architecture needs is not in the checkpoint.
+    #[error("{}: missing tensor `{tensor}`", file.display())]
+    MissingTensor {
+        /// The checkpoint.
+        file: PathBuf,
+        /// The tensor.
+        tensor: String,
+    },
+    /// A tensor whose shape is not what the config says.
+    #[error("{}: tensor `{tensor}` has shape {found:?}, expected {expected:?}", file.display())]
+    ShapeMismatch {
+        /// The checkpoint.
+        file: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// What the config implies.
+        expected: Vec<usize>,
+        /// What the file holds.
+        found: Vec<usize>,
+    },
+    /// A tensor dtype kiln cannot convert.
+    #[error("{}: tensor `{tensor}` has unsupported dtype {dtype}", file.display())]
+    UnsupportedDtype {
+        /// The checkpoint.
+        file: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// Its dtype.
+        dtype: String,
+    },
+    /// A malformed or truncated file.
+    #[error("{}: {reason}", file.display())]
+    Format {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A config value kiln cannot use.
+    #[error("invalid config: {0}")]
+    Config(String),
 }
 
 impl ModelError {

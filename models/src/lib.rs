@@ -11,3 +11,6 @@ pub mod config;
 mod error;
 
 pub use error::ModelError;
+pub mod llama;
+pub mod nn;
+pub mod weights;
