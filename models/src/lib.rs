@@ -11,6 +11,8 @@ pub mod config;
 mod error;
 
 pub use error::ModelError;
+pub mod generate;
 pub mod llama;
+pub mod model;
 pub mod nn;
 pub mod weights;

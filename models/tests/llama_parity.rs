@@ -12,7 +12,9 @@ use kiln_models::weights::SafetensorsSource;
 type B = NdArray;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/models").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/models")
+        .join(name)
 }
 
 fn load(dir: &Path, attention: AttentionImpl) -> Llama<B> {
@@ -43,7 +45,10 @@ fn cases(dir: &Path) -> Vec<Case> {
 }
 
 fn ids(ids: &[i64]) -> Tensor<B, 2, Int> {
-    Tensor::from_data(TensorData::new(ids.to_vec(), [1, ids.len()]), &Default::default())
+    Tensor::from_data(
+        TensorData::new(ids.to_vec(), [1, ids.len()]),
+        &Default::default(),
+    )
 }
 
 fn max_abs_diff(got: &[f32], want: &[f32]) -> f32 {
@@ -63,7 +68,11 @@ fn check_full_pass(name: &str, attention: AttentionImpl) {
         let got: Vec<f32> = logits.into_data().to_vec().unwrap();
         let want: Vec<f32> = case.logits.concat();
         let diff = max_abs_diff(&got, &want);
-        assert!(diff < 1e-4, "{name} ({attention}) {:?}: max abs diff {diff}", case.ids);
+        assert!(
+            diff < 1e-4,
+            "{name} ({attention}) {:?}: max abs diff {diff}",
+            case.ids
+        );
     }
 }
 
@@ -85,9 +94,13 @@ fn decoding_with_the_kv_cache_equals_the_full_pass() {
     let case = cases(&dir).into_iter().find(|c| c.ids.len() > 8).unwrap();
     let mut cache = model.new_cache();
     let prefill = 5;
-    model.forward(ids(&case.ids[..prefill]), &mut cache, true).unwrap();
+    model
+        .forward(ids(&case.ids[..prefill]), &mut cache, true)
+        .unwrap();
     for pos in prefill..case.ids.len() {
-        let logits = model.forward(ids(&case.ids[pos..pos + 1]), &mut cache, true).unwrap();
+        let logits = model
+            .forward(ids(&case.ids[pos..pos + 1]), &mut cache, true)
+            .unwrap();
         let got: Vec<f32> = logits.into_data().to_vec().unwrap();
         let diff = max_abs_diff(&got, &case.logits[pos]);
         assert!(diff < 1e-4, "position {pos}: max abs diff {diff}");
@@ -109,21 +122,27 @@ fn transformers_4_config_layout_loads_the_same_model() {
     let dtype = obj.remove("dtype").unwrap();
     obj.insert("torch_dtype".into(), dtype);
     let v4 = LlamaConfig::from_config(&ModelConfig::from_value(config).unwrap()).unwrap();
-    let v5 = LlamaConfig::from_config(&ModelConfig::from_file(&dir.join("config.json")).unwrap()).unwrap();
+    let v5 = LlamaConfig::from_config(&ModelConfig::from_file(&dir.join("config.json")).unwrap())
+        .unwrap();
     assert_eq!(v4, v5);
 }
 
 #[test]
 fn a_wrong_shape_names_the_tensor_and_the_file() {
     let dir = fixture("tiny-llama");
-    let mut config = LlamaConfig::from_config(&ModelConfig::from_file(&dir.join("config.json")).unwrap()).unwrap();
+    let mut config =
+        LlamaConfig::from_config(&ModelConfig::from_file(&dir.join("config.json")).unwrap())
+            .unwrap();
     config.intermediate_size += 1;
     let mut src = SafetensorsSource::open(&dir).unwrap();
     let err = Llama::<B>::load(config, &mut src, AttentionImpl::Eager, &Default::default())
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("model.layers.0.mlp.gate_proj.weight") && err.contains("tiny-llama"), "{err}");
+    assert!(
+        err.contains("model.layers.0.mlp.gate_proj.weight") && err.contains("tiny-llama"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -133,8 +152,47 @@ fn a_truncated_checkpoint_is_an_error_not_a_panic() {
     let bytes = std::fs::read(fixture("tiny-llama").join("model.safetensors")).unwrap();
     for cut in [0, 7, 100, bytes.len() / 2, bytes.len() - 1] {
         std::fs::write(dir.join("model.safetensors"), &bytes[..cut]).unwrap();
-        let err = SafetensorsSource::open(&dir).err().expect("truncated file rejected").to_string();
+        let err = SafetensorsSource::open(&dir)
+            .err()
+            .expect("truncated file rejected")
+            .to_string();
         assert!(err.contains("model.safetensors"), "cut {cut}: {err}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn greedy_generation_equals_transformers_generate() {
+    use kiln_models::generate::{GenerationConfig, StopReason, generate};
+    let dir = fixture("tiny-llama");
+    let model = load(&dir, AttentionImpl::Eager);
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    for g in v["greedy"].as_array().unwrap() {
+        let prompt: Vec<u32> = serde_json::from_value(g["prompt"].clone()).unwrap();
+        let want: Vec<u32> = serde_json::from_value(g["tokens"].clone()).unwrap();
+        let config = GenerationConfig {
+            repetition_penalty: g["repetition_penalty"].as_f64().unwrap() as f32,
+            ..GenerationConfig::greedy(g["max_new_tokens"].as_u64().unwrap() as usize)
+        };
+        let decode = |ids: &[u32]| ids.iter().map(|i| format!("<{i}>")).collect::<String>();
+        let mut streamed = String::new();
+        let out = generate::<B, _>(&model, &prompt, &config, &Default::default(), &decode, &mut |d| {
+            streamed.push_str(d);
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(out.tokens, want, "repetition_penalty {}", config.repetition_penalty);
+        assert_eq!(out.stop, StopReason::MaxTokens);
+        assert_eq!(streamed, out.text);
+
+        // The same run with the 3rd token as eos stops there, eos included.
+        let config = GenerationConfig { eos_token_id: vec![want[2]], ..config };
+        let out = generate::<B, _>(&model, &prompt, &config, &Default::default(), &decode, &mut |_| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(out.tokens, want[..3]);
+        assert_eq!(out.stop, StopReason::Eos(want[2]));
+    }
 }

@@ -74,11 +74,27 @@ def main() -> None:
                 logits = model(torch.tensor([ids])).logits[0]
                 # Decode check: the last token's logits from a cached forward equal the full pass.
                 cases.append({"input_ids": ids, "logits": logits.tolist()})
+            # Greedy generation, plain and with a repetition penalty (no eos: full length).
+            generations = []
+            for penalty in [1.0, 1.3]:
+                prompt = INPUTS[0]
+                out_ids = model.generate(
+                    torch.tensor([prompt]),
+                    max_new_tokens=12,
+                    do_sample=False,
+                    repetition_penalty=penalty,
+                    eos_token_id=None,
+                    pad_token_id=0,
+                )[0, len(prompt):]
+                generations.append(
+                    {"prompt": prompt, "repetition_penalty": penalty, "max_new_tokens": 12, "tokens": out_ids.tolist()}
+                )
         write_json(
             out / "expected.json",
             {
                 "provenance": provenance("models_tiny.py", ["torch", "transformers", "safetensors"]),
                 "cases": cases,
+                "greedy": generations,
             },
         )
         for junk in ["generation_config.json"]:
