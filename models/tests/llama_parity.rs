@@ -177,20 +177,39 @@ fn greedy_generation_equals_transformers_generate() {
         };
         let decode = |ids: &[u32]| ids.iter().map(|i| format!("<{i}>")).collect::<String>();
         let mut streamed = String::new();
-        let out = generate::<B, _>(&model, &prompt, &config, &Default::default(), &decode, &mut |d| {
-            streamed.push_str(d);
-            std::ops::ControlFlow::Continue(())
-        })
+        let out = generate::<B, _>(
+            &model,
+            &prompt,
+            &config,
+            &Default::default(),
+            &decode,
+            &mut |d| {
+                streamed.push_str(d);
+                std::ops::ControlFlow::Continue(())
+            },
+        )
         .unwrap();
-        assert_eq!(out.tokens, want, "repetition_penalty {}", config.repetition_penalty);
+        assert_eq!(
+            out.tokens, want,
+            "repetition_penalty {}",
+            config.repetition_penalty
+        );
         assert_eq!(out.stop, StopReason::MaxTokens);
         assert_eq!(streamed, out.text);
 
         // The same run with the 3rd token as eos stops there, eos included.
-        let config = GenerationConfig { eos_token_id: vec![want[2]], ..config };
-        let out = generate::<B, _>(&model, &prompt, &config, &Default::default(), &decode, &mut |_| {
-            std::ops::ControlFlow::Continue(())
-        })
+        let config = GenerationConfig {
+            eos_token_id: vec![want[2]],
+            ..config
+        };
+        let out = generate::<B, _>(
+            &model,
+            &prompt,
+            &config,
+            &Default::default(),
+            &decode,
+            &mut |_| std::ops::ControlFlow::Continue(()),
+        )
         .unwrap();
         assert_eq!(out.tokens, want[..3]);
         assert_eq!(out.stop, StopReason::Eos(want[2]));
