@@ -12,6 +12,7 @@ mod error;
 
 pub use error::ModelError;
 pub mod generate;
+pub mod inspect;
 pub mod llama;
 pub mod model;
 pub mod nn;
