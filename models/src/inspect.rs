@@ -85,10 +85,13 @@ pub fn inspect_safetensors(path: &Path) -> Result<Summary, ModelError> {
     let mut quant_shapes: BTreeMap<String, u64> = BTreeMap::new();
     let mut packed: Vec<(String, u64)> = Vec::new();
     for file in &files {
-        let bytes = std::fs::read(file).map_err(|source| ModelError::Io {
+        let io = |source| ModelError::Io {
             path: file.clone(),
             source,
-        })?;
+        };
+        let handle = std::fs::File::open(file).map_err(io)?;
+        // SAFETY: read-only map; only the header and the small quant-state tensors are touched.
+        let bytes = unsafe { memmap2::Mmap::map(&handle) }.map_err(io)?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Format {
             file: file.clone(),
             reason: e.to_string(),
