@@ -1,5 +1,6 @@
 //! `kiln`: chat, generate, quantize, inspect and template with LLMs on burn.
 
+mod commands;
 mod device;
 
 use std::io;
@@ -35,6 +36,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a checkpoint's architecture, dtypes, quantization, parameter count and size.
+    Inspect(commands::inspect::Args),
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -77,6 +80,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Inspect(args) => commands::inspect::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut io::stdout());
             Ok(())

@@ -53,7 +53,10 @@ fn cuda_without_the_feature_says_how_to_get_it() {
     let out = kiln(&["--device", "cuda", "info"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("error: this kiln was built without CUDA"), "{err}");
+    assert!(
+        err.starts_with("error: this kiln was built without CUDA"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
@@ -62,4 +65,29 @@ fn completions_for_bash() {
     let out = kiln(&["completions", "bash"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("_kiln()"));
+}
+
+#[test]
+fn inspect_a_safetensors_dir() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/models/tiny-llama");
+    let out = kiln(&["inspect", dir, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["architecture"], "llama");
+    assert_eq!(v["format"], "safetensors");
+    let text = kiln(&["inspect", dir]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("parameters"));
+}
+
+#[test]
+fn inspect_a_missing_path_is_a_one_line_error() {
+    let out = kiln(&["inspect", "/nonexistent/model"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/model"), "{err}");
 }

@@ -1,0 +1,60 @@
+//! `kiln inspect`: what a checkpoint holds.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use kiln_models::inspect::{Summary, inspect_safetensors};
+
+/// Arguments of `kiln inspect`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// An HF model dir, a `.safetensors` file or a `.gguf` file.
+    pub model: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if !args.model.exists() {
+        bail!("{}: no such file or directory", args.model.display());
+    }
+    let summary = inspect(&args.model)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    println!("{}", summary.path.display());
+    println!("  format        {}", summary.format);
+    println!(
+        "  architecture  {}",
+        summary.architecture.as_deref().unwrap_or("(unknown)")
+    );
+    println!(
+        "  quantization  {}",
+        summary.quantization.as_deref().unwrap_or("none")
+    );
+    println!("  tensors       {}", summary.tensors);
+    println!(
+        "  parameters    {} ({:.1} M)",
+        summary.parameters,
+        summary.parameters as f64 / 1e6
+    );
+    println!(
+        "  size          {} bytes ({:.1} MiB, {:.2} bits/parameter)",
+        summary.bytes,
+        summary.bytes as f64 / (1 << 20) as f64,
+        summary.bits_per_parameter()
+    );
+    let dtypes: Vec<String> = summary
+        .dtypes
+        .iter()
+        .map(|(d, n)| format!("{d} x{n}"))
+        .collect();
+    println!("  dtypes        {}", dtypes.join(", "));
+    Ok(())
+}
+
+fn inspect(path: &std::path::Path) -> Result<Summary> {
+    Ok(inspect_safetensors(path)?)
+}
