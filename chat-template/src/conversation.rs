@@ -46,10 +46,12 @@ impl Conversation {
                 ..Self::default()
             }),
             Json::Object(map) => Ok(Self {
-                messages: list(map.get("messages"), "messages", path)?.ok_or_else(|| Error::InvalidConfig {
-                    path: path.to_owned(),
-                    key: "messages".into(),
-                    reason: "missing".into(),
+                messages: list(map.get("messages"), "messages", path)?.ok_or_else(|| {
+                    Error::InvalidConfig {
+                        path: path.to_owned(),
+                        key: "messages".into(),
+                        reason: "missing".into(),
+                    }
                 })?,
                 tools: list(map.get("tools"), "tools", path)?,
                 documents: list(map.get("documents"), "documents", path)?,

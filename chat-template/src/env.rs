@@ -98,6 +98,7 @@ pub(crate) fn new_environment() -> Environment<'static> {
     // Template names such as `tokenizer_config.json` must not switch on JSON escaping.
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    env.set_debug(false);
     env.set_formatter(|out, _state, value| {
         match value.as_str() {
             Some(s) if value.kind() == ValueKind::String => out.write_str(s),
@@ -119,24 +120,35 @@ pub(crate) fn new_environment() -> Environment<'static> {
     env.add_filter("striptags", minijinja_contrib::filters::striptags);
     env.add_filter("filesizeformat", minijinja_contrib::filters::filesizeformat);
     env.add_filter(GEN_FILTER, generation);
-    env.add_filter("map", |state: &mut State, value: Value, args: Rest<ValueOrKwargs>| {
-        generator(&value, |v| minijinja::filters::map(state, v, args))
-    });
+    env.add_filter(
+        "map",
+        |state: &mut State, value: Value, args: Rest<ValueOrKwargs>| {
+            generator(&value, |v| minijinja::filters::map(state, v, args))
+        },
+    );
     env.add_filter(
         "select",
         |state: &mut State, value: Value, test: Option<String>, args: Rest<ValueOrKwargs>| {
-            generator(&value, |v| minijinja::filters::select(state, v, test.map(Into::into), args))
+            generator(&value, |v| {
+                minijinja::filters::select(state, v, test.map(Into::into), args)
+            })
         },
     );
     env.add_filter(
         "reject",
         |state: &mut State, value: Value, test: Option<String>, args: Rest<ValueOrKwargs>| {
-            generator(&value, |v| minijinja::filters::reject(state, v, test.map(Into::into), args))
+            generator(&value, |v| {
+                minijinja::filters::reject(state, v, test.map(Into::into), args)
+            })
         },
     );
     env.add_filter(
         "selectattr",
-        |state: &mut State, value: Value, attr: String, test: Option<String>, args: Rest<ValueOrKwargs>| {
+        |state: &mut State,
+         value: Value,
+         attr: String,
+         test: Option<String>,
+         args: Rest<ValueOrKwargs>| {
             generator(&value, |v| {
                 minijinja::filters::selectattr(state, v, attr.into(), test.map(Into::into), args)
             })
@@ -144,7 +156,11 @@ pub(crate) fn new_environment() -> Environment<'static> {
     );
     env.add_filter(
         "rejectattr",
-        |state: &mut State, value: Value, attr: String, test: Option<String>, args: Rest<ValueOrKwargs>| {
+        |state: &mut State,
+         value: Value,
+         attr: String,
+         test: Option<String>,
+         args: Rest<ValueOrKwargs>| {
             generator(&value, |v| {
                 minijinja::filters::rejectattr(state, v, attr.into(), test.map(Into::into), args)
             })
@@ -155,29 +171,41 @@ pub(crate) fn new_environment() -> Environment<'static> {
     env.add_test("sequence", is_sequence);
     env.add_function("raise_exception", raise_exception);
     env.add_function("strftime_now", strftime_now);
-    env.add_function("cycler", |items: Rest<Value>| minijinja_contrib::globals::cycler(items.0));
+    env.add_function("cycler", |items: Rest<Value>| {
+        minijinja_contrib::globals::cycler(items.0)
+    });
     env.add_function("joiner", minijinja_contrib::globals::joiner);
     env
 }
 
 /// Binds Python-style arguments (positional, then by keyword) to `names`.
-fn python_args<const N: usize>(args: Rest<ValueOrKwargs>, names: [&str; N]) -> Result<[Option<Value>; N], Error> {
+fn python_args<const N: usize>(
+    args: Rest<ValueOrKwargs>,
+    names: [&str; N],
+) -> Result<[Option<Value>; N], Error> {
     let mut slots: [Option<Value>; N] = std::array::from_fn(|_| None);
     let mut next = 0;
     for arg in args.0.into_iter().map(Value::from) {
         if arg.is_kwargs() {
+            // Only the names given are looked up, and every one must be known.
             let kwargs = Kwargs::try_from(arg)?;
-            for (slot, name) in slots.iter_mut().zip(names) {
-                if let Some(v) = kwargs.get::<Option<Value>>(name)? {
-                    *slot = Some(v);
-                }
+            for given in kwargs.args() {
+                let Some(i) = names.iter().position(|n| *n == given) else {
+                    return Err(Error::new(
+                        ErrorKind::TooManyArguments,
+                        format!("unexpected keyword argument `{given}`"),
+                    ));
+                };
+                slots[i] = kwargs.peek::<Option<Value>>(given)?;
             }
-            kwargs.assert_all_used()?;
         } else if next < N {
             slots[next] = Some(arg);
             next += 1;
         } else {
-            return Err(Error::new(ErrorKind::TooManyArguments, format!("takes at most {N} arguments")));
+            return Err(Error::new(
+                ErrorKind::TooManyArguments,
+                format!("takes at most {N} arguments"),
+            ));
         }
     }
     Ok(slots)
@@ -185,7 +213,8 @@ fn python_args<const N: usize>(args: Rest<ValueOrKwargs>, names: [&str; N]) -> R
 
 /// jinja2's `truncate(s, length=255, killwords=False, end='...', leeway=5)`.
 fn truncate(value: &Value, args: Rest<ValueOrKwargs>) -> Result<String, Error> {
-    let [length, killwords, end, leeway] = python_args(args, ["length", "killwords", "end", "leeway"])?;
+    let [length, killwords, end, leeway] =
+        python_args(args, ["length", "killwords", "end", "leeway"])?;
     let mut s = String::new();
     python::py_str(&mut s, value);
     let length = length.map(usize::try_from).transpose()?.unwrap_or(255);
@@ -195,7 +224,10 @@ fn truncate(value: &Value, args: Rest<ValueOrKwargs>) -> Result<String, Error> {
     let chars: Vec<char> = s.chars().collect();
     let end_len = end.chars().count();
     if length < end_len {
-        return Err(Error::new(ErrorKind::InvalidOperation, "truncate: length is shorter than end"));
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "truncate: length is shorter than end",
+        ));
     }
     if chars.len() <= length + leeway {
         return Ok(s);
@@ -225,7 +257,9 @@ fn tojson(value: &Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
         None => None,
         Some(v) if v.is_none() => None,
         Some(v) if v.kind() == ValueKind::String => Some(v.as_str().unwrap_or_default().to_owned()),
-        Some(v) if v.kind() == ValueKind::Bool => Some(if v.is_true() { " " } else { "" }.to_owned()),
+        Some(v) if v.kind() == ValueKind::Bool => {
+            Some(if v.is_true() { " " } else { "" }.to_owned())
+        }
         Some(v) => {
             let n = i64::try_from(v)?;
             Some(" ".repeat(n.max(0) as usize))
@@ -238,8 +272,8 @@ fn tojson(value: &Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
         let parts: Vec<Value> = seps.try_iter()?.collect();
         match parts.as_slice() {
             [item, key] if item.as_str().is_some() && key.as_str().is_some() => {
-                opts.item_separator = item.as_str().unwrap_or_default().to_owned();
-                opts.key_separator = key.as_str().unwrap_or_default().to_owned();
+                opts.item_separator = item.as_str().unwrap_or_default().to_owned().into();
+                opts.key_separator = key.as_str().unwrap_or_default().to_owned().into();
             }
             _ => {
                 return Err(Error::new(
@@ -255,21 +289,39 @@ fn tojson(value: &Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
 /// jinja2's `map`/`select`/`reject`/`selectattr`/`rejectattr`: a falsy input gives nothing
 /// (they start with `if value:`), and the result is a one-shot generator, as in Python (so
 /// `tojson` and `length` reject it as they do there).
-fn generator(value: &Value, f: impl FnOnce(Value) -> Result<Vec<Value>, Error>) -> Result<Value, Error> {
-    let items = if value.is_true() { f(value.clone())? } else { Vec::new() };
+fn generator(
+    value: &Value,
+    f: impl FnOnce(Value) -> Result<Vec<Value>, Error>,
+) -> Result<Value, Error> {
+    let items = if value.is_true() {
+        f(value.clone())?
+    } else {
+        Vec::new()
+    };
     Ok(Value::make_one_shot_iterator(items.into_iter()))
 }
 
 /// Python methods on values: a few here, the rest from minijinja-contrib's `pycompat`.
-fn python_method(state: &mut State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
+fn python_method(
+    state: &mut State,
+    value: &Value,
+    method: &str,
+    args: &[Value],
+) -> Result<Value, Error> {
     match (value.kind(), method) {
         (ValueKind::Seq, "index") => {
             let [needle] = args else {
-                return Err(Error::new(ErrorKind::InvalidOperation, "index() takes one argument"));
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    "index() takes one argument",
+                ));
             };
             match value.try_iter()?.position(|v| &v == needle) {
                 Some(i) => Ok(Value::from(i)),
-                None => Err(Error::new(ErrorKind::InvalidOperation, "list.index(x): x not in list")),
+                None => Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    "list.index(x): x not in list",
+                )),
             }
         }
         (ValueKind::String, "rsplit") => {
@@ -324,7 +376,12 @@ fn rsplit(s: &str, sep: Option<&str>, maxsplit: i64) -> Vec<String> {
 fn is_iterable(value: &Value) -> bool {
     matches!(
         value.kind(),
-        ValueKind::Undefined | ValueKind::String | ValueKind::Bytes | ValueKind::Seq | ValueKind::Map | ValueKind::Iterable
+        ValueKind::Undefined
+            | ValueKind::String
+            | ValueKind::Bytes
+            | ValueKind::Seq
+            | ValueKind::Map
+            | ValueKind::Iterable
     )
 }
 
@@ -332,7 +389,11 @@ fn is_iterable(value: &Value) -> bool {
 fn is_sequence(value: &Value) -> bool {
     matches!(
         value.kind(),
-        ValueKind::Undefined | ValueKind::String | ValueKind::Bytes | ValueKind::Seq | ValueKind::Map
+        ValueKind::Undefined
+            | ValueKind::String
+            | ValueKind::Bytes
+            | ValueKind::Seq
+            | ValueKind::Map
     )
 }
 
@@ -426,15 +487,13 @@ pub(crate) fn rewrite_generation_tags(source: &str) -> Option<String> {
         let ctrl_len = usize::from(after_open.starts_with(['-', '+']));
         let inner = &after_open[ctrl_len..];
         let trimmed = inner.trim_start();
-        let keyword = ["endgeneration", "generation"]
-            .into_iter()
-            .find(|k| {
-                trimmed.starts_with(k)
-                    && trimmed[k.len()..]
-                        .chars()
-                        .next()
-                        .is_some_and(|c| c.is_whitespace() || c == '-' || c == '+' || c == '%')
-            });
+        let keyword = ["endgeneration", "generation"].into_iter().find(|k| {
+            trimmed.starts_with(k)
+                && trimmed[k.len()..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_whitespace() || c == '-' || c == '+' || c == '%')
+        });
         match keyword {
             Some(k) => {
                 found = true;
@@ -442,7 +501,11 @@ pub(crate) fn rewrite_generation_tags(source: &str) -> Option<String> {
                 out.push_str("{%");
                 out.push_str(&after_open[..ctrl_len]);
                 out.push_str(&inner[..ws]);
-                out.push_str(if k == "generation" { "filter __kiln_generation" } else { "endfilter" });
+                out.push_str(if k == "generation" {
+                    "filter __kiln_generation"
+                } else {
+                    "endfilter"
+                });
                 rest = &trimmed[k.len()..];
             }
             None => {

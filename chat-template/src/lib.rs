@@ -40,6 +40,7 @@ mod special;
 mod strftime;
 mod template;
 mod tokenizer;
+mod value;
 
 pub use builtin::Builtin;
 pub use conversation::{Conversation, read_json_list};

@@ -34,7 +34,10 @@ pub(crate) struct Found {
 
 /// The `chat_template` value of a `tokenizer_config.json` or `chat_template.json`: a string, or a
 /// list of `{"name": ..., "template": ...}`. `Ok(None)` when the key is absent or null.
-pub(crate) fn templates_from_config(config: &Json, path: &Path) -> Result<Option<Vec<(String, String)>>> {
+pub(crate) fn templates_from_config(
+    config: &Json,
+    path: &Path,
+) -> Result<Option<Vec<(String, String)>>> {
     let invalid = |reason: &str| Error::InvalidConfig {
         path: path.to_owned(),
         key: "chat_template".into(),
@@ -58,7 +61,9 @@ pub(crate) fn templates_from_config(config: &Json, path: &Path) -> Result<Option
         Some(Json::Object(map)) => {
             let mut out = Vec::with_capacity(map.len());
             for (name, t) in map {
-                let t = t.as_str().ok_or_else(|| invalid("template values must be strings"))?;
+                let t = t
+                    .as_str()
+                    .ok_or_else(|| invalid("template values must be strings"))?;
                 out.push((name.clone(), t.to_owned()));
             }
             Ok(Some(out))
@@ -96,7 +101,10 @@ pub(crate) fn find_in_dir(dir: &Path) -> Result<Found> {
             .collect();
         paths.sort();
         for p in paths {
-            let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             templates.push((name, read_text(&p)?));
         }
     }

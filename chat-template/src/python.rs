@@ -4,10 +4,13 @@
 //! `{{ some_list }}` is `str(some_list)`. These functions reproduce CPython's output byte for byte
 //! for the JSON-like values templates see (strings, numbers, booleans, None, lists, dicts, tuples).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use minijinja::value::{Value, ValueKind};
 use minijinja::{Error, ErrorKind};
+
+use crate::value::JsonMap;
 
 /// Options of `json.dumps` that transformers' `tojson` exposes.
 #[derive(Debug, Clone)]
@@ -15,8 +18,8 @@ pub(crate) struct JsonOptions {
     pub ensure_ascii: bool,
     /// `None`: one line; `Some(s)`: newline before every item, indented by `s` per level.
     pub indent: Option<String>,
-    pub item_separator: String,
-    pub key_separator: String,
+    pub item_separator: Cow<'static, str>,
+    pub key_separator: Cow<'static, str>,
     pub sort_keys: bool,
 }
 
@@ -25,8 +28,8 @@ impl Default for JsonOptions {
         Self {
             ensure_ascii: false,
             indent: None,
-            item_separator: ", ".into(),
-            key_separator: ": ".into(),
+            item_separator: Cow::Borrowed(", "),
+            key_separator: Cow::Borrowed(": "),
             sort_keys: false,
         }
     }
@@ -46,6 +49,9 @@ fn not_serializable(value: &Value) -> Error {
 
 /// The entries of a map value, in insertion order.
 pub(crate) fn map_entries(value: &Value) -> Vec<(Value, Value)> {
+    if let Some(map) = value.downcast_object_ref::<JsonMap>() {
+        return map.0.clone();
+    }
     match value.as_object().and_then(|o| o.try_iter_pairs()) {
         Some(pairs) => pairs.collect(),
         None => Vec::new(),
@@ -68,61 +74,82 @@ fn newline_indent(out: &mut String, opts: &JsonOptions, level: usize) {
     }
 }
 
-fn write_json(out: &mut String, value: &Value, opts: &JsonOptions, level: usize) -> Result<(), Error> {
-    if crate::env::is_py_none(value) {
-        out.push_str("null");
-        return Ok(());
-    }
+fn write_json(
+    out: &mut String,
+    value: &Value,
+    opts: &JsonOptions,
+    level: usize,
+) -> Result<(), Error> {
     match value.kind() {
         ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
         ValueKind::Number => write_json_number(out, value),
-        ValueKind::String => write_json_str(out, value.as_str().unwrap_or_default(), opts.ensure_ascii),
+        ValueKind::String => {
+            write_json_str(out, value.as_str().unwrap_or_default(), opts.ensure_ascii)
+        }
         ValueKind::Seq => {
-            let items: Vec<Value> = value.try_iter()?.collect();
-            if items.is_empty() {
+            let mut items = value.try_iter()?.peekable();
+            if items.peek().is_none() {
                 out.push_str("[]");
                 return Ok(());
             }
             out.push('[');
             newline_indent(out, opts, level + 1);
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in items.enumerate() {
                 if i > 0 {
                     out.push_str(&opts.item_separator);
                     newline_indent(out, opts, level + 1);
                 }
-                write_json(out, item, opts, level + 1)?;
+                write_json(out, &item, opts, level + 1)?;
             }
             newline_indent(out, opts, level);
             out.push(']');
         }
         ValueKind::Map => {
-            let mut entries = map_entries(value);
+            let owned;
+            let entries: &[(Value, Value)] = match value.downcast_object_ref::<JsonMap>() {
+                Some(map) => &map.0,
+                None => {
+                    owned = map_entries(value);
+                    &owned
+                }
+            };
             if entries.is_empty() {
                 out.push_str("{}");
                 return Ok(());
             }
-            let mut keyed = Vec::with_capacity(entries.len());
-            for (k, v) in entries.drain(..) {
-                keyed.push((json_key(&k)?, v));
-            }
-            if opts.sort_keys {
+            let sorted;
+            let entries: &[(Value, Value)] = if opts.sort_keys {
+                let mut keyed = Vec::with_capacity(entries.len());
+                for (k, v) in entries {
+                    keyed.push((json_key(k)?, (k.clone(), v.clone())));
+                }
                 keyed.sort_by(|a, b| a.0.cmp(&b.0));
-            }
+                sorted = keyed.into_iter().map(|(_, kv)| kv).collect::<Vec<_>>();
+                &sorted
+            } else {
+                entries
+            };
             out.push('{');
             newline_indent(out, opts, level + 1);
-            for (i, (k, v)) in keyed.iter().enumerate() {
+            for (i, (k, v)) in entries.iter().enumerate() {
                 if i > 0 {
                     out.push_str(&opts.item_separator);
                     newline_indent(out, opts, level + 1);
                 }
-                write_json_str(out, k, opts.ensure_ascii);
+                match k.as_str() {
+                    Some(key) if k.kind() == ValueKind::String => {
+                        write_json_str(out, key, opts.ensure_ascii)
+                    }
+                    _ => write_json_str(out, &json_key(k)?, opts.ensure_ascii),
+                }
                 out.push_str(&opts.key_separator);
                 write_json(out, v, opts, level + 1)?;
             }
             newline_indent(out, opts, level);
             out.push('}');
         }
+        _ if crate::env::is_py_none(value) => out.push_str("null"),
         _ => return Err(not_serializable(value)),
     }
     Ok(())
@@ -141,14 +168,24 @@ fn json_key(key: &Value) -> Result<String, Error> {
         }
         _ => Err(Error::new(
             ErrorKind::InvalidOperation,
-            format!("keys must be str, int, float, bool or None, not {}", key.kind()),
+            format!(
+                "keys must be str, int, float, bool or None, not {}",
+                key.kind()
+            ),
         )),
     }
 }
 
 fn write_json_number(out: &mut String, value: &Value) {
     if value.is_integer() {
-        let _ = write!(out, "{value}");
+        match value.as_i64() {
+            Some(i) => {
+                let _ = write!(out, "{i}");
+            }
+            None => {
+                let _ = write!(out, "{value}");
+            }
+        }
     } else {
         let f = f64::try_from(value.clone()).unwrap_or(f64::NAN);
         if f.is_nan() {
@@ -161,9 +198,41 @@ fn write_json_number(out: &mut String, value: &Value) {
     }
 }
 
+/// Bytes `json.dumps` escapes whatever `ensure_ascii` says: `"`, `\\` and the C0 controls.
+const fn escape_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+}
+static ESCAPE: [bool; 256] = escape_table();
+
 fn write_json_str(out: &mut String, s: &str, ensure_ascii: bool) {
     out.push('"');
-    for c in s.chars() {
+    let bytes = s.as_bytes();
+    let needs = |b: u8| ESCAPE[b as usize] || (ensure_ascii && b >= 0x7f);
+    if !bytes.iter().any(|&b| needs(b)) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let escape = match c {
+            '"' | '\\' => true,
+            c if (c as u32) < 0x20 => true,
+            c => ensure_ascii && !(' '..='~').contains(&c),
+        };
+        if !escape {
+            continue;
+        }
+        out.push_str(&s[start..i]);
+        start = i + c.len_utf8();
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -172,18 +241,15 @@ fn write_json_str(out: &mut String, s: &str, ensure_ascii: bool) {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c if ensure_ascii && !(' '..='~').contains(&c) => {
+            c => {
                 let mut buf = [0u16; 2];
                 for unit in c.encode_utf16(&mut buf) {
                     let _ = write!(out, "\\u{unit:04x}");
                 }
             }
-            c => out.push(c),
         }
     }
+    out.push_str(&s[start..]);
     out.push('"');
 }
 
@@ -312,7 +378,11 @@ fn is_unprintable(c: char) -> bool {
 
 /// `repr(str)`: single quotes unless the text has `'` and no `"`.
 fn repr_str(out: &mut String, s: &str) {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     out.push(quote);
     for c in s.chars() {
         match c {
@@ -386,7 +456,10 @@ mod tests {
             ..JsonOptions::default()
         };
         let pretty = json_dumps(&v, &opts).unwrap();
-        assert_eq!(pretty, "{\n  \"a\": \"\\u00e9\\\"<&>\",\n  \"b\": [\n    1,\n    2.0\n  ]\n}");
+        assert_eq!(
+            pretty,
+            "{\n  \"a\": \"\\u00e9\\\"<&>\",\n  \"b\": [\n    1,\n    2.0\n  ]\n}"
+        );
     }
 
     #[test]

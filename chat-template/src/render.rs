@@ -12,6 +12,7 @@ use crate::message::Message;
 use crate::python::is_py_space;
 use crate::special::SpecialTokens;
 use crate::template::{ChatTemplate, map_error};
+use crate::value::{from_json, map_from_pairs};
 
 /// What [`ChatTemplate::apply`] renders besides the messages.
 #[derive(Debug, Clone, Default)]
@@ -61,27 +62,49 @@ pub struct Rendered {
 const CONTINUE_TAG: &str = "CONTINUE_FINAL_MESSAGE_TAG ";
 const REASONING_FIELDS: [&str; 3] = ["reasoning_content", "thinking", "reasoning"];
 
-fn json_to_value(v: &Json) -> Value {
-    match v {
-        Json::Null => Value::from(()),
-        Json::Bool(b) => Value::from(*b),
-        Json::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::from(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::from(u)
-            } else {
-                Value::from(n.as_f64().unwrap_or(f64::NAN))
-            }
-        }
-        Json::String(s) => Value::from(s.as_str()),
-        Json::Array(items) => Value::from(items.iter().map(json_to_value).collect::<Vec<_>>()),
-        Json::Object(map) => Value::from_pairs(map.iter().map(|(k, v)| (k.as_str(), json_to_value(v)))),
-    }
-}
-
 fn py_strip(s: &str) -> &str {
     s.trim_matches(is_py_space)
+}
+
+/// A message as the template sees it: keys with `null` values dropped (transformers'
+/// normalization), then the reasoning fields aliased as [`alias_reasoning`] does, built directly.
+fn message_value(map: &Map<String, Json>) -> Value {
+    // The first reasoning field set, in REASONING_FIELDS order (one pass, no hashed lookups).
+    let mut reasoning: Option<(usize, &Json)> = None;
+    let mut has_reasoning_content = false;
+    for (k, v) in map {
+        if let Some(rank) = REASONING_FIELDS.iter().position(|f| f == k) {
+            if v.is_null() {
+                continue;
+            }
+            has_reasoning_content |= rank == 0;
+            if reasoning.is_none_or(|(r, _)| rank < r) {
+                reasoning = Some((rank, v));
+            }
+        }
+    }
+    let mut pairs: Vec<(Value, Value)> = Vec::with_capacity(map.len() + 2);
+    let Some((_, reasoning)) = reasoning else {
+        for (k, v) in map.iter().filter(|(_, v)| !v.is_null()) {
+            pairs.push((Value::from(k.as_str()), from_json(v)));
+        }
+        return map_from_pairs(pairs);
+    };
+    let reasoning = from_json(reasoning);
+    pairs.push((Value::from("thinking"), reasoning.clone()));
+    for (k, v) in map.iter().filter(|(_, v)| !v.is_null()) {
+        match k.as_str() {
+            "thinking" => pairs[0].1 = from_json(v),
+            "reasoning_content" => {
+                pairs.push((Value::from("reasoning_content"), reasoning.clone()))
+            }
+            _ => pairs.push((Value::from(k.as_str()), from_json(v))),
+        }
+    }
+    if !has_reasoning_content {
+        pairs.push((Value::from("reasoning_content"), reasoning));
+    }
+    map_from_pairs(pairs)
 }
 
 /// `{"thinking": r, **message, "reasoning_content": r}` for the first reasoning field set.
@@ -128,14 +151,14 @@ impl ChatTemplate {
                 "Cannot apply chat template to an empty conversation. Provide at least one message.".into(),
             ));
         }
-        let mut chat: Vec<Map<String, Json>> = Vec::with_capacity(messages.len());
+        let mut chat: Vec<&Map<String, Json>> = Vec::with_capacity(messages.len());
         for (i, m) in messages.iter().enumerate() {
             let Json::Object(map) = m else {
-                return Err(Error::InvalidInput(format!("message {i} is not a JSON object")));
+                return Err(Error::InvalidInput(format!(
+                    "message {i} is not a JSON object"
+                )));
             };
-            // transformers drops keys whose value is None.
-            let map = map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone()));
-            chat.push(map.collect());
+            chat.push(map);
         }
         if opts.continue_final_message && opts.add_generation_prompt {
             return Err(Error::InvalidInput(
@@ -146,13 +169,38 @@ impl ChatTemplate {
                     .into(),
             ));
         }
+        if opts.tools.iter().flatten().any(|t| !t.is_object()) {
+            return Err(Error::InvalidInput(
+                "Tools should be JSON schemas (objects)".into(),
+            ));
+        }
+        if opts.documents.iter().flatten().any(|d| !d.is_object()) {
+            return Err(Error::InvalidInput(
+                "Documents should be a list of dicts with 'title' and 'text' keys!".into(),
+            ));
+        }
         let variant = self.select(opts.template_name.as_deref(), opts.tools.is_some())?;
-        let chat: Vec<Map<String, Json>> = chat.into_iter().map(alias_reasoning).collect();
-        let (chat, final_message) = if opts.continue_final_message {
-            let (chat, fm) = tag_final_message(chat, opts, &variant.source)?;
-            (chat, Some(fm))
-        } else {
-            (chat, None)
+        let mut message_values: Vec<Value> = chat.iter().map(|m| message_value(m)).collect();
+        let final_message = match (opts.continue_final_message, chat.last()) {
+            (true, Some(last)) => {
+                // transformers normalizes and aliases, then tags the final message's field(s).
+                let normalized: Map<String, Json> = last
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let (tagged, text) =
+                    tag_final_message(alias_reasoning(normalized), opts, &variant.source)?;
+                let pairs = tagged
+                    .iter()
+                    .map(|(k, v)| (Value::from(k.as_str()), from_json(v)))
+                    .collect();
+                if let Some(slot) = message_values.last_mut() {
+                    *slot = map_from_pairs(pairs);
+                }
+                Some(text)
+            }
+            _ => None,
         };
 
         let mut ctx: Vec<(String, Value)> = Vec::with_capacity(8 + opts.extra.len());
@@ -160,28 +208,29 @@ impl ChatTemplate {
             ctx.push((name.to_owned(), Value::from(token)));
         }
         for (k, v) in &opts.extra {
-            if matches!(k.as_str(), "messages" | "tools" | "documents" | "add_generation_prompt") {
+            if matches!(
+                k.as_str(),
+                "messages" | "tools" | "documents" | "add_generation_prompt"
+            ) {
                 return Err(Error::InvalidInput(format!(
                     "extra variable `{k}` clashes with the argument of the same name"
                 )));
             }
             ctx.retain(|(name, _)| name != k);
-            ctx.push((k.clone(), json_to_value(v)));
+            ctx.push((k.clone(), from_json(v)));
         }
         let to_list = |items: &Option<Vec<Json>>| match items {
-            Some(items) => Value::from(items.iter().map(json_to_value).collect::<Vec<_>>()),
+            Some(items) => Value::from(items.iter().map(from_json).collect::<Vec<_>>()),
             None => Value::from_object(env::PyNone),
         };
-        let messages_value = Value::from(
-            chat.iter()
-                .map(|m| Value::from_pairs(m.iter().map(|(k, v)| (k.as_str(), json_to_value(v)))))
-                .collect::<Vec<_>>(),
-        );
-        ctx.push(("messages".into(), messages_value));
+        ctx.push(("messages".into(), Value::from(message_values)));
         ctx.push(("tools".into(), to_list(&opts.tools)));
         ctx.push(("documents".into(), to_list(&opts.documents)));
-        ctx.push(("add_generation_prompt".into(), Value::from(opts.add_generation_prompt)));
-        let ctx = Value::from_pairs(ctx);
+        ctx.push((
+            "add_generation_prompt".into(),
+            Value::from(opts.add_generation_prompt),
+        ));
+        let ctx = map_from_pairs(ctx.into_iter().map(|(k, v)| (Value::from(k), v)).collect());
 
         let raw = {
             let _now = NowGuard::set(opts.now);
@@ -190,7 +239,9 @@ impl ChatTemplate {
                 .env
                 .get_template(&variant.key)
                 .map_err(|e| map_error(e, &variant.key))?;
-            template.render(ctx).map_err(|e| map_error(e, &variant.key))?
+            template
+                .render(ctx)
+                .map_err(|e| map_error(e, &variant.key))?
         };
         let (mut text, mut spans) = if variant.has_generation {
             env::extract_generation_spans(&raw)
@@ -214,7 +265,7 @@ impl ChatTemplate {
                 text[..loc].trim_end_matches(is_py_space).len()
             };
             text.truncate(cut);
-            spans.retain(|s| s.start < cut || s.is_empty() && s.start <= cut);
+            spans.retain(|s| s.start < cut || (s.is_empty() && s.start <= cut));
             for s in &mut spans {
                 s.end = s.end.min(cut);
             }
@@ -226,17 +277,14 @@ impl ChatTemplate {
     }
 }
 
-/// Appends transformers' continuation tag to the final message; returns the chat and the text
-/// being continued.
+/// Appends transformers' continuation tag to the final message; returns it and the text being
+/// continued.
 fn tag_final_message(
-    mut chat: Vec<Map<String, Json>>,
+    mut last: Map<String, Json>,
     opts: &ApplyOptions,
     source: &str,
-) -> Result<(Vec<Map<String, Json>>, String)> {
+) -> Result<(Map<String, Json>, String)> {
     let field = opts.continue_field.as_deref().unwrap_or("content");
-    let Some(last) = chat.last_mut() else {
-        return Err(Error::ContinueFinalMessage("the conversation is empty".into()));
-    };
     let Some(final_message) = last.get(field).cloned() else {
         return Err(Error::ContinueFinalMessage(format!(
             "the final message has no \"{field}\" to continue"
@@ -259,7 +307,9 @@ fn tag_final_message(
     let text = match final_message {
         Json::Array(_) => {
             let Some(Json::Array(blocks)) = last.get_mut(field) else {
-                return Err(Error::ContinueFinalMessage("the final message changed".into()));
+                return Err(Error::ContinueFinalMessage(
+                    "the final message changed".into(),
+                ));
             };
             let block = blocks.iter_mut().rev().find_map(|b| match b {
                 Json::Object(map) if map.contains_key("text") => Some(map),
@@ -271,7 +321,9 @@ fn tag_final_message(
                 ));
             };
             let Some(Json::String(text)) = block.get("text").cloned() else {
-                return Err(Error::ContinueFinalMessage("the last text block's `text` is not a string".into()));
+                return Err(Error::ContinueFinalMessage(
+                    "the last text block's `text` is not a string".into(),
+                ));
             };
             block.insert("text".into(), Json::String(format!("{text}{CONTINUE_TAG}")));
             text
@@ -290,5 +342,5 @@ fn tag_final_message(
             )));
         }
     };
-    Ok((chat, text))
+    Ok((last, text))
 }

@@ -50,9 +50,11 @@ pub const STANDARD_NAMES: [&str; 7] = [
 /// Defaults transformers' tokenizer classes apply when `tokenizer_config.json` omits a key.
 fn class_defaults(class: &str) -> &'static [(&'static str, &'static str)] {
     match class.trim_end_matches("Fast") {
-        "LlamaTokenizer" | "CodeLlamaTokenizer" => {
-            &[("unk_token", "<unk>"), ("bos_token", "<s>"), ("eos_token", "</s>")]
-        }
+        "LlamaTokenizer" | "CodeLlamaTokenizer" => &[
+            ("unk_token", "<unk>"),
+            ("bos_token", "<s>"),
+            ("eos_token", "</s>"),
+        ],
         "GemmaTokenizer" => &[
             ("unk_token", "<unk>"),
             ("bos_token", "<bos>"),
@@ -60,7 +62,10 @@ fn class_defaults(class: &str) -> &'static [(&'static str, &'static str)] {
             ("pad_token", "<pad>"),
             ("mask_token", "<mask>"),
         ],
-        "Qwen2Tokenizer" => &[("eos_token", "<|endoftext|>"), ("pad_token", "<|endoftext|>")],
+        "Qwen2Tokenizer" => &[
+            ("eos_token", "<|endoftext|>"),
+            ("pad_token", "<|endoftext|>"),
+        ],
         "BertTokenizer" => &[
             ("unk_token", "[UNK]"),
             ("sep_token", "[SEP]"),
@@ -110,7 +115,10 @@ impl SpecialTokens {
     /// The special tokens of a parsed `tokenizer_config.json` (`path` names it in errors).
     pub fn from_tokenizer_config(config: &Json, path: &Path) -> Result<Self> {
         let mut tokens = Self::default();
-        let class = config.get("tokenizer_class").and_then(Json::as_str).unwrap_or("");
+        let class = config
+            .get("tokenizer_class")
+            .and_then(Json::as_str)
+            .unwrap_or("");
         for (name, default) in class_defaults(class) {
             *tokens.slot(name) = Some((*default).to_owned());
         }
@@ -133,7 +141,9 @@ impl SpecialTokens {
         for key in ["additional_special_tokens", "extra_special_tokens"] {
             match config.get(key) {
                 Some(Json::Array(items)) => {
-                    tokens.additional.extend(items.iter().filter_map(token_text));
+                    tokens
+                        .additional
+                        .extend(items.iter().filter_map(token_text));
                 }
                 Some(Json::Object(map)) => {
                     for (name, v) in map {

@@ -21,10 +21,28 @@ pub(crate) struct Civil {
     yday: u32,
 }
 
-const DAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const DAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-    "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
 
 fn is_leap(y: i64) -> bool {
@@ -60,7 +78,8 @@ impl Civil {
         let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
         let year = yoe + era * 400 + i64::from(month <= 2);
         let cumulative = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
-        let yday = cumulative[(month - 1) as usize] + day - 1 + u32::from(month > 2 && is_leap(year));
+        let yday =
+            cumulative[(month - 1) as usize] + day - 1 + u32::from(month > 2 && is_leap(year));
         Self {
             year,
             month,
@@ -139,7 +158,12 @@ impl Civil {
                 'S' => num(&mut out, self.second.into(), 2, '0'),
                 't' => out.push('\t'),
                 'T' | 'X' => out.push_str(&self.strftime("%H:%M:%S")),
-                'u' => num(&mut out, (if self.weekday == 0 { 7 } else { self.weekday }).into(), 1, '0'),
+                'u' => num(
+                    &mut out,
+                    (if self.weekday == 0 { 7 } else { self.weekday }).into(),
+                    1,
+                    '0',
+                ),
                 'U' => num(&mut out, self.week(0).into(), 2, '0'),
                 'w' => num(&mut out, self.weekday.into(), 1, '0'),
                 'W' => num(&mut out, self.week(1).into(), 2, '0'),
@@ -179,14 +203,23 @@ mod tests {
         assert_eq!(t.strftime("%d %b %Y"), "15 Jan 2026");
         assert_eq!(t.strftime("%B %d, %Y"), "January 15, 2026");
         assert_eq!(t.strftime("%Y-%m-%d"), "2026-01-15");
-        assert_eq!(t.strftime("%A %j %U %W %w %u %p %I %f"), "Thursday 015 02 02 4 4 AM 09 000000");
-        assert_eq!(t.strftime("%c|%x|%X|%-d|%e|%%"), "Thu Jan 15 09:05:03 2026|01/15/26|09:05:03|15|15|%");
+        assert_eq!(
+            t.strftime("%A %j %U %W %w %u %p %I %f"),
+            "Thursday 015 02 02 4 4 AM 09 000000"
+        );
+        assert_eq!(
+            t.strftime("%c|%x|%X|%-d|%e|%%"),
+            "Thu Jan 15 09:05:03 2026|01/15/26|09:05:03|15|15|%"
+        );
     }
 
     #[test]
     fn leap_years_and_year_days() {
         // 2024-03-01 00:00:00 UTC, day 61 of a leap year; 2000-12-31 is day 366.
-        assert_eq!(at(1_709_251_200).strftime("%Y-%m-%d %j %a"), "2024-03-01 061 Fri");
+        assert_eq!(
+            at(1_709_251_200).strftime("%Y-%m-%d %j %a"),
+            "2024-03-01 061 Fri"
+        );
         assert_eq!(at(978_220_800).strftime("%Y-%m-%d %j"), "2000-12-31 366");
     }
 }

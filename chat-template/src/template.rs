@@ -43,7 +43,15 @@ pub struct ChatTemplate {
 impl fmt::Debug for ChatTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChatTemplate")
-            .field("templates", &self.inner.variants.iter().map(|v| &v.key).collect::<Vec<_>>())
+            .field(
+                "templates",
+                &self
+                    .inner
+                    .variants
+                    .iter()
+                    .map(|v| &v.key)
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -125,10 +133,15 @@ impl ChatTemplate {
     }
 
     /// Several named templates (as in a `tokenizer_config.json` list); `label` names them in errors.
-    pub fn from_named_sources(label: impl Into<String>, templates: Vec<(String, String)>) -> Result<Self> {
+    pub fn from_named_sources(
+        label: impl Into<String>,
+        templates: Vec<(String, String)>,
+    ) -> Result<Self> {
         if templates.is_empty() {
             let label = label.into();
-            return Err(Error::MissingTemplate { looked_in: vec![label] });
+            return Err(Error::MissingTemplate {
+                looked_in: vec![label],
+            });
         }
         Self::compile(&label.into(), templates)
     }
@@ -169,7 +182,11 @@ impl ChatTemplate {
 
     /// The names of the templates (`["default"]` for a single template).
     pub fn names(&self) -> Vec<&str> {
-        self.inner.variants.iter().map(|v| v.name.as_str()).collect()
+        self.inner
+            .variants
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect()
     }
 
     /// The source of the template `name`, as written.

@@ -73,7 +73,8 @@ impl Tokenizer {
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         let path = dir.join("tokenizer.json");
-        let mut inner = tokenizers::Tokenizer::from_file(&path).map_err(tok_err(path.display().to_string()))?;
+        let mut inner =
+            tokenizers::Tokenizer::from_file(&path).map_err(tok_err(path.display().to_string()))?;
         let config_path = dir.join("tokenizer_config.json");
         let config = if config_path.is_file() {
             read_json(&config_path)?
@@ -81,7 +82,10 @@ impl Tokenizer {
             Json::Object(Default::default())
         };
         let special = SpecialTokens::from_dir(dir)?;
-        let class = config.get("tokenizer_class").and_then(Json::as_str).unwrap_or("");
+        let class = config
+            .get("tokenizer_class")
+            .and_then(Json::as_str)
+            .unwrap_or("");
         if matches!(class, "LlamaTokenizer" | "LlamaTokenizerFast") {
             rebuild_llama_pipeline(&mut inner, &config, &path)?;
         }
@@ -141,7 +145,10 @@ impl Tokenizer {
 
     /// Ids back to text, with or without the special tokens.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        let text = self.inner.decode(ids, skip_special_tokens).map_err(tok_err("decode"))?;
+        let text = self
+            .inner
+            .decode(ids, skip_special_tokens)
+            .map_err(tok_err("decode"))?;
         let is_bpe = matches!(self.inner.get_model(), ModelWrapper::BPE(_));
         if self.clean_up_tokenization_spaces && !is_bpe {
             return Ok(clean_up_tokenization(&text));
@@ -171,7 +178,11 @@ impl Tokenizer {
     /// Ids that end generation: the eos token, the end-of-turn tokens `template` uses (see
     /// [`END_OF_TURN_TOKENS`]), and `eos_token_id` of `generation_config.json` when a path is
     /// given. In that order, without repeats.
-    pub fn terminators(&self, template: &ChatTemplate, generation_config: Option<&Path>) -> Result<Vec<u32>> {
+    pub fn terminators(
+        &self,
+        template: &ChatTemplate,
+        generation_config: Option<&Path>,
+    ) -> Result<Vec<u32>> {
         let mut extra = Vec::new();
         if let Some(path) = generation_config {
             let config = read_json(path)?;
@@ -189,7 +200,12 @@ impl Tokenizer {
                 out.push(id);
             }
         };
-        if let Some(id) = self.special.eos_token.as_deref().and_then(|t| self.token_to_id(t)) {
+        if let Some(id) = self
+            .special
+            .eos_token
+            .as_deref()
+            .and_then(|t| self.token_to_id(t))
+        {
             push(id);
         }
         for token in END_OF_TURN_TOKENS {
@@ -213,7 +229,11 @@ pub fn generation_eos_ids(config: &Json, path: &Path) -> Result<Vec<u32>> {
         key: "eos_token_id".into(),
         reason: "expected a token id or a list of token ids".into(),
     };
-    let as_id = |v: &Json| v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(invalid);
+    let as_id = |v: &Json| {
+        v.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(invalid)
+    };
     match config.get("eos_token_id") {
         None | Some(Json::Null) => Ok(Vec::new()),
         Some(Json::Array(ids)) => ids.iter().map(as_id).collect(),
@@ -237,9 +257,19 @@ fn clean_up_tokenization(text: &str) -> String {
 
 /// transformers 5's `LlamaTokenizer` pipeline: no normalizer, a `Metaspace` pre-tokenizer, and a
 /// `Replace`/`ByteFallback`/`Fuse`/`Strip` decoder, whatever `tokenizer.json` says.
-fn rebuild_llama_pipeline(inner: &mut tokenizers::Tokenizer, config: &Json, path: &Path) -> Result<()> {
-    let add_prefix_space = config.get("add_prefix_space").and_then(Json::as_bool).unwrap_or(true);
-    let legacy = config.get("legacy").and_then(Json::as_bool).unwrap_or(false);
+fn rebuild_llama_pipeline(
+    inner: &mut tokenizers::Tokenizer,
+    config: &Json,
+    path: &Path,
+) -> Result<()> {
+    let add_prefix_space = config
+        .get("add_prefix_space")
+        .and_then(Json::as_bool)
+        .unwrap_or(true);
+    let legacy = config
+        .get("legacy")
+        .and_then(Json::as_bool)
+        .unwrap_or(false);
     let scheme = match (add_prefix_space, legacy) {
         (false, _) => PrependScheme::Never,
         (true, true) => PrependScheme::Always,

@@ -34,19 +34,47 @@ fn model_dir_reads_tokenizer_config() {
     let dir = cached("tokenizers/llama3_1");
     let t = ChatTemplate::from_model_dir(&dir).expect("template");
     assert_eq!(t.names(), vec!["default"]);
-    let config: serde_json::Value = serde_json::from_str(&read_cached("tokenizers/llama3_1/tokenizer_config.json")).expect("json");
+    let config: serde_json::Value =
+        serde_json::from_str(&read_cached("tokenizers/llama3_1/tokenizer_config.json"))
+            .expect("json");
     assert_eq!(t.source("default"), config["chat_template"].as_str());
 }
 
 #[test]
 fn model_dir_precedence_jinja_then_json_then_config() {
     let dir = temp_dir("precedence");
-    write(&dir, "tokenizer_config.json", r#"{"chat_template": "from config"}"#);
-    assert_eq!(render(&ChatTemplate::from_model_dir(&dir).expect("ok"), &ApplyOptions::default()), "from config");
-    write(&dir, "chat_template.json", r#"{"chat_template": "from json"}"#);
-    assert_eq!(render(&ChatTemplate::from_model_dir(&dir).expect("ok"), &ApplyOptions::default()), "from json");
+    write(
+        &dir,
+        "tokenizer_config.json",
+        r#"{"chat_template": "from config"}"#,
+    );
+    assert_eq!(
+        render(
+            &ChatTemplate::from_model_dir(&dir).expect("ok"),
+            &ApplyOptions::default()
+        ),
+        "from config"
+    );
+    write(
+        &dir,
+        "chat_template.json",
+        r#"{"chat_template": "from json"}"#,
+    );
+    assert_eq!(
+        render(
+            &ChatTemplate::from_model_dir(&dir).expect("ok"),
+            &ApplyOptions::default()
+        ),
+        "from json"
+    );
     write(&dir, "chat_template.jinja", "from jinja\n");
-    assert_eq!(render(&ChatTemplate::from_model_dir(&dir).expect("ok"), &ApplyOptions::default()), "from jinja");
+    assert_eq!(
+        render(
+            &ChatTemplate::from_model_dir(&dir).expect("ok"),
+            &ApplyOptions::default()
+        ),
+        "from jinja"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -54,7 +82,11 @@ fn model_dir_precedence_jinja_then_json_then_config() {
 fn named_templates_are_chosen_like_transformers() {
     let dir = temp_dir("named");
     write(&dir, "chat_template.jinja", "DEFAULT");
-    write(&dir, "additional_chat_templates/tool_use.jinja", "TOOLS {{ tools | length }}");
+    write(
+        &dir,
+        "additional_chat_templates/tool_use.jinja",
+        "TOOLS {{ tools | length }}",
+    );
     let t = ChatTemplate::from_model_dir(&dir).expect("ok");
     assert_eq!(t.names(), vec!["default", "tool_use"]);
     assert_eq!(render(&t, &ApplyOptions::default()), "DEFAULT");
@@ -72,8 +104,13 @@ fn named_templates_are_chosen_like_transformers() {
         template_name: Some("rag".into()),
         ..ApplyOptions::default()
     };
-    let err = t.apply(&[Message::user("hi")], &unknown).expect_err("unknown name");
-    assert!(matches!(err, Error::UnknownTemplateName { ref name, .. } if name == "rag"), "{err}");
+    let err = t
+        .apply(&[Message::user("hi")], &unknown)
+        .expect_err("unknown name");
+    assert!(
+        matches!(err, Error::UnknownTemplateName { ref name, .. } if name == "rag"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 
     // The list form of tokenizer_config.json, without a `default`.
@@ -82,7 +119,9 @@ fn named_templates_are_chosen_like_transformers() {
         {"name": "tool_use", "template": "TOOL"}
     ]});
     let t = ChatTemplate::from_tokenizer_config(&config, "tokenizer_config.json").expect("ok");
-    let err = t.apply(&[Message::user("hi")], &ApplyOptions::default()).expect_err("no default");
+    let err = t
+        .apply(&[Message::user("hi")], &ApplyOptions::default())
+        .expect_err("no default");
     assert!(matches!(err, Error::NoDefaultTemplate { .. }), "{err}");
     assert_eq!(render(&t, &with_tools), "TOOL");
 }
@@ -97,7 +136,12 @@ fn missing_template_says_where_it_looked() {
     };
     assert_eq!(looked_in.len(), 4, "{looked_in:?}");
     let msg = err.to_string();
-    for needle in ["chat_template.jinja", "additional_chat_templates", "chat_template.json", "tokenizer_config.json"] {
+    for needle in [
+        "chat_template.jinja",
+        "additional_chat_templates",
+        "chat_template.json",
+        "tokenizer_config.json",
+    ] {
         assert!(msg.contains(needle), "{msg}");
     }
     std::fs::remove_dir_all(&dir).ok();
@@ -107,8 +151,11 @@ fn missing_template_says_where_it_looked() {
 
 #[test]
 fn syntax_errors_name_template_and_line() {
-    let err = ChatTemplate::from_source("broken.jinja", "line one\n{% for m in messages %}\n{{ m.content }\n")
-        .expect_err("syntax error");
+    let err = ChatTemplate::from_source(
+        "broken.jinja",
+        "line one\n{% for m in messages %}\n{{ m.content }\n",
+    )
+    .expect_err("syntax error");
     match err {
         Error::Syntax { template, line, .. } => {
             assert_eq!(template, "broken.jinja");
@@ -122,10 +169,17 @@ fn syntax_errors_name_template_and_line() {
 fn raise_exception_carries_the_template_message() {
     let t = ChatTemplate::builtin(Builtin::Gemma);
     let err = t
-        .apply(&[Message::system("s"), Message::user("u")], &ApplyOptions::default())
+        .apply(
+            &[Message::system("s"), Message::user("u")],
+            &ApplyOptions::default(),
+        )
         .expect_err("gemma rejects system");
     match err {
-        Error::Raised { template, line, message } => {
+        Error::Raised {
+            template,
+            line,
+            message,
+        } => {
             assert_eq!(template, "gemma");
             assert_eq!(line, 1);
             assert_eq!(message, "System role not supported");
@@ -133,18 +187,25 @@ fn raise_exception_carries_the_template_message() {
         other => panic!("expected Raised, got {other}"),
     }
     let err = t
-        .apply(&[Message::user("a"), Message::user("b")], &ApplyOptions::default())
+        .apply(
+            &[Message::user("a"), Message::user("b")],
+            &ApplyOptions::default(),
+        )
         .expect_err("alternation");
     assert!(
-        err.to_string().contains("Conversation roles must alternate user/assistant/user/assistant/..."),
+        err.to_string()
+            .contains("Conversation roles must alternate user/assistant/user/assistant/..."),
         "{err}"
     );
 }
 
 #[test]
 fn undefined_values_used_strictly_fail_with_the_line() {
-    let t = ChatTemplate::from_source("strict.jinja", "ok {{ nothing }}\n{{ nothing.attr }}").expect("ok");
-    let err = t.apply(&[Message::user("hi")], &ApplyOptions::default()).expect_err("undefined");
+    let t = ChatTemplate::from_source("strict.jinja", "ok {{ nothing }}\n{{ nothing.attr }}")
+        .expect("ok");
+    let err = t
+        .apply(&[Message::user("hi")], &ApplyOptions::default())
+        .expect_err("undefined");
     match err {
         Error::Render { template, line, .. } => {
             assert_eq!(template, "strict.jinja");
@@ -162,12 +223,17 @@ fn inputs_transformers_rejects_are_rejected() {
         continue_final_message: true,
         ..ApplyOptions::default()
     };
-    let err = t.apply(&[Message::user("hi")], &both).expect_err("incompatible");
+    let err = t
+        .apply(&[Message::user("hi")], &both)
+        .expect_err("incompatible");
     assert!(err.to_string().contains("not compatible"), "{err}");
     let err = t.apply(&[], &ApplyOptions::default()).expect_err("empty");
     assert!(err.to_string().contains("empty conversation"), "{err}");
     let clash = ApplyOptions {
-        extra: json!({"messages": []}).as_object().cloned().unwrap_or_default(),
+        extra: json!({"messages": []})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
         ..ApplyOptions::default()
     };
     assert!(t.apply(&[Message::user("hi")], &clash).is_err());
@@ -182,7 +248,10 @@ fn messages_and_json_render_the_same() {
         Message::assistant("a"),
         Message::tool("call_1", "result"),
     ];
-    let json: Vec<serde_json::Value> = messages.iter().map(|m| serde_json::to_value(m).expect("json")).collect();
+    let json: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| serde_json::to_value(m).expect("json"))
+        .collect();
     let opts = ApplyOptions::generation_prompt();
     assert_eq!(
         t.apply(&messages, &opts).expect("renders"),

@@ -17,7 +17,11 @@ use serde_json::Value;
 const KNOWN_DIFFERENCES: &[(&str, &[&str], &str)] = &[
     ("GigaChat3-10B-A1.8B", TOOL_CASES, FLOAT_CONCAT),
     ("GigaChat3.1-10B-A1.8B", TOOL_CASES, FLOAT_CONCAT),
-    ("meetkai-functionary-medium-v3.2", TOOL_DEF_CASES, FLOAT_CONCAT),
+    (
+        "meetkai-functionary-medium-v3.2",
+        TOOL_DEF_CASES,
+        FLOAT_CONCAT,
+    ),
     ("meetkai-functionary-medium-v3.1", TOOL_CASES, MARKUP_PLUS),
 ];
 
@@ -32,7 +36,12 @@ const TOOL_CASES: &[&str] = &[
     "nested_arguments",
 ];
 /// The tool cases a template renders without failing on the tool calls themselves.
-const TOOL_DEF_CASES: &[&str] = &["tools", "tools_nosys", "tool_call_string_args", "llama_builtin_tools"];
+const TOOL_DEF_CASES: &[&str] = &[
+    "tools",
+    "tools_nosys",
+    "tool_call_string_args",
+    "llama_builtin_tools",
+];
 
 /// `~` spells a float with minijinja's `Display` (`0.00001`), not Python's `str()` (`1e-05`);
 /// only floats below 1e-4 or from 1e16 up differ. The tool schema has `"minimum": 1e-05`.
@@ -42,7 +51,12 @@ const FLOAT_CONCAT: &str = "float joined with `~` outside 1e-4..1e16";
 const MARKUP_PLUS: &str = "`|safe` string + plain string escapes the plain string in jinja2";
 
 /// Checks one template against its fixture results; returns the mismatches.
-fn check(name: &str, template: &Result<ChatTemplate, Error>, entry: &Value, fixture: &Value) -> Vec<String> {
+fn check(
+    name: &str,
+    template: &Result<ChatTemplate, Error>,
+    entry: &Value,
+    fixture: &Value,
+) -> Vec<String> {
     let special = special_tokens(&fixture["special_tokens"]);
     let now = fixture_now(&fixture["meta"]);
     let mut failures = Vec::new();
@@ -54,7 +68,10 @@ fn check(name: &str, template: &Result<ChatTemplate, Error>, entry: &Value, fixt
         };
         let problem = match (expected.get("text").and_then(Value::as_str), &got) {
             (Some(want), Ok(out)) if out.text == want => None,
-            (Some(want), Ok(out)) => Some(format!("text differs:\n--- want\n{want}\n--- got\n{}", out.text)),
+            (Some(want), Ok(out)) => Some(format!(
+                "text differs:\n--- want\n{want}\n--- got\n{}",
+                out.text
+            )),
             (Some(_), Err(e)) => Some(format!("kiln failed where transformers rendered: {e}")),
             (None, Ok(out)) => Some(format!(
                 "kiln rendered where transformers failed ({}: {}):\n{}",
@@ -64,9 +81,9 @@ fn check(name: &str, template: &Result<ChatTemplate, Error>, entry: &Value, fixt
                 let want_msg = expected["message"].as_str().unwrap_or_default();
                 match (expected["error"].as_str(), e) {
                     (Some("raise"), Error::Raised { message, .. }) if message == want_msg => None,
-                    (Some("raise"), other) => {
-                        Some(format!("expected raise_exception({want_msg:?}), got: {other}"))
-                    }
+                    (Some("raise"), other) => Some(format!(
+                        "expected raise_exception({want_msg:?}), got: {other}"
+                    )),
                     _ => None,
                 }
             }
@@ -91,8 +108,12 @@ fn hf_templates_render_like_transformers() {
     for (name, entry) in fixture["templates"].as_object().expect("templates") {
         let rel = entry["source"].as_str().expect("source");
         let source = if rel.ends_with("tokenizer_config.json") {
-            let config: Value = serde_json::from_str(&read_cached(rel)).expect("tokenizer_config.json");
-            config["chat_template"].as_str().expect("chat_template").to_owned()
+            let config: Value =
+                serde_json::from_str(&read_cached(rel)).expect("tokenizer_config.json");
+            config["chat_template"]
+                .as_str()
+                .expect("chat_template")
+                .to_owned()
         } else {
             read_cached(rel)
         };
@@ -103,7 +124,11 @@ fn hf_templates_render_like_transformers() {
         );
         let template = ChatTemplate::from_source(name.clone(), source);
         for failure in check(name, &template, entry, &fixture) {
-            let case = failure.split(" / ").nth(1).and_then(|s| s.split(':').next()).unwrap_or("");
+            let case = failure
+                .split(" / ")
+                .nth(1)
+                .and_then(|s| s.split(':').next())
+                .unwrap_or("");
             let key = (name.clone(), case.to_owned());
             if known.contains(&key) {
                 seen_known.insert(key);
@@ -129,7 +154,10 @@ fn builtin_templates_render_like_transformers() {
     let mut failures = Vec::new();
     for builtin in Builtin::ALL {
         let entry = &fixture["builtin"][builtin.name()];
-        assert_eq!(sha256(builtin.source()), entry["sha256"].as_str().unwrap_or_default());
+        assert_eq!(
+            sha256(builtin.source()),
+            entry["sha256"].as_str().unwrap_or_default()
+        );
         let template = Ok(ChatTemplate::builtin(builtin));
         failures.extend(check(builtin.name(), &template, entry, &fixture));
     }
@@ -140,21 +168,30 @@ fn builtin_templates_render_like_transformers() {
 fn generation_spans_match_transformers() {
     let fixture = fixture("generation.json");
     for (name, entry) in fixture["templates"].as_object().expect("templates") {
-        let template = ChatTemplate::from_source(name.clone(), entry["template"].as_str().expect("template"))
-            .expect("compiles");
+        let template =
+            ChatTemplate::from_source(name.clone(), entry["template"].as_str().expect("template"))
+                .expect("compiles");
         assert!(template.has_generation());
         for (case_name, expected) in entry["results"].as_object().expect("results") {
-            let messages = fixture["cases"][case_name].as_array().expect("messages").clone();
+            let messages = fixture["cases"][case_name]
+                .as_array()
+                .expect("messages")
+                .clone();
             let mut opts = kiln_chat_template::ApplyOptions::default();
             opts.special_tokens.bos_token = Some("<s>".into());
             let out = template.apply_json(&messages, &opts).expect("renders");
-            assert_eq!(out.text, expected["text"].as_str().unwrap_or_default(), "{name}/{case_name}");
+            assert_eq!(
+                out.text,
+                expected["text"].as_str().unwrap_or_default(),
+                "{name}/{case_name}"
+            );
             let spans: Vec<Vec<usize>> = out
                 .assistant_spans
                 .iter()
                 .map(|r| vec![char_index(&out.text, r.start), char_index(&out.text, r.end)])
                 .collect();
-            let want: Vec<Vec<usize>> = serde_json::from_value(expected["spans"].clone()).expect("spans");
+            let want: Vec<Vec<usize>> =
+                serde_json::from_value(expected["spans"].clone()).expect("spans");
             assert_eq!(spans, want, "{name}/{case_name}");
         }
     }
@@ -162,10 +199,19 @@ fn generation_spans_match_transformers() {
 
 /// Feature templates (one jinja2 feature each) where kiln differs, with the reason.
 const KNOWN_FEATURE_DIFFERENCES: &[(&str, &str)] = &[
-    ("percent_format", "Python's `'%s' % (...)` string formatting is not supported"),
+    (
+        "percent_format",
+        "Python's `'%s' % (...)` string formatting is not supported",
+    ),
     ("float_concat", FLOAT_CONCAT),
-    ("format_spec", "`str.format` conversions (`{!r}`) are not supported"),
-    ("dict_attr_method", "`dict.items` without a call is a bound method (defined) in jinja2, undefined here"),
+    (
+        "format_spec",
+        "`str.format` conversions (`{!r}`) are not supported",
+    ),
+    (
+        "dict_attr_method",
+        "`dict.items` without a call is a bound method (defined) in jinja2, undefined here",
+    ),
     (
         "none_compare",
         "`tools == none` is false when tools are absent (kiln's absent `tools`/`documents` is a \

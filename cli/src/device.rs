@@ -69,3 +69,22 @@ impl DeviceChoice {
         }
     }
 }
+
+/// Work that runs on whichever burn backend `--device` selected.
+pub trait Job {
+    /// What the job returns.
+    type Output;
+    /// Runs on backend `B`.
+    fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Result<Self::Output>;
+}
+
+/// Runs `job` on the backend of `device`.
+pub fn run_job<J: Job>(device: Device, job: J) -> Result<J::Output> {
+    match device {
+        Device::Cpu => job.run::<burn::backend::NdArray>(Default::default()),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(i) => job.run::<burn::backend::Cuda>(burn::backend::cuda::CudaDevice::new(i)),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => bail!("this kiln was built without CUDA"),
+    }
+}

@@ -36,6 +36,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Chat with a model: an interactive, streaming, multi-turn session.
+    Chat(commands::chat::Args),
+    /// Answer one prompt (streamed, or `--json` with token ids and the stop reason).
+    Generate(commands::generate::Args),
     /// Print a checkpoint's architecture, dtypes, quantization, parameter count and size.
     Inspect(commands::inspect::Args),
     /// Print shell completions.
@@ -80,6 +84,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Chat(args) => commands::chat::run(cli.device.resolve()?, args),
+        Command::Generate(args) => commands::generate::run(cli.device.resolve()?, args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut io::stdout());

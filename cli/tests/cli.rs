@@ -1,5 +1,7 @@
 //! Runs the `kiln` binary as a user would.
 
+#![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
+
 use std::process::Command;
 
 fn kiln(args: &[&str]) -> std::process::Output {

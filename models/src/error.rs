@@ -75,6 +75,12 @@ pub enum ModelError {
         /// What is wrong.
         reason: String,
     },
+    /// A GGUF file error (names the file and key or tensor).
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
+    /// A chat template or tokenizer error.
+    #[error(transparent)]
+    Template(#[from] kiln_chat_template::Error),
     /// A config value kiln cannot use.
     #[error("invalid config: {0}")]
     Config(String),

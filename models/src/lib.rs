@@ -12,8 +12,10 @@ mod error;
 
 pub use error::ModelError;
 pub mod generate;
+pub mod gguf;
 pub mod inspect;
 pub mod llama;
 pub mod model;
 pub mod nn;
+pub mod pipeline;
 pub mod weights;

@@ -71,7 +71,7 @@ impl LlamaConfig {
         c.rope_scaling = RopeScaling::from_hf(rope.as_ref()).map_err(ModelError::Config)?;
         if c.num_attention_heads == 0
             || c.kv_heads() == 0
-            || c.num_attention_heads % c.kv_heads() != 0
+            || !c.num_attention_heads.is_multiple_of(c.kv_heads())
         {
             return Err(ModelError::Config(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
@@ -80,6 +80,39 @@ impl LlamaConfig {
             )));
         }
         Ok(c)
+    }
+
+    /// From the metadata of a `llama` GGUF file.
+    pub fn from_gguf_hints(h: &crate::gguf::ModelHints) -> Result<Self, ModelError> {
+        let intermediate_size = h.intermediate_size.ok_or_else(|| {
+            ModelError::Config("GGUF metadata lacks llama.feed_forward_length".into())
+        })?;
+        let rope_scaling = match h.rope_scaling_type.as_deref() {
+            None | Some("none") => RopeScaling::None,
+            Some("linear") => RopeScaling::Linear {
+                factor: f64::from(h.rope_scaling_factor.unwrap_or(1.0)),
+            },
+            Some(other) => {
+                return Err(ModelError::Config(format!(
+                    "GGUF rope scaling `{other}` is not supported"
+                )));
+            }
+        };
+        Ok(Self {
+            hidden_size: h.hidden_size,
+            intermediate_size,
+            num_hidden_layers: h.num_hidden_layers,
+            num_attention_heads: h.num_attention_heads,
+            num_key_value_heads: Some(h.num_key_value_heads),
+            head_dim: Some(h.head_dim),
+            rms_norm_eps: f64::from(h.rms_norm_eps.unwrap_or(1e-5)),
+            vocab_size: h.vocab_size,
+            tie_word_embeddings: h.tie_word_embeddings,
+            attention_bias: false,
+            mlp_bias: false,
+            rope_theta: f64::from(h.rope_theta.unwrap_or(10000.0)),
+            rope_scaling,
+        })
     }
 
     /// K/V heads.

@@ -1,5 +1,7 @@
 //! Llama logits against transformers (fixtures from scripts/reference/models_tiny.py).
 
+#![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
+
 use std::path::{Path, PathBuf};
 
 use burn::backend::NdArray;

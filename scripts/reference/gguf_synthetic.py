@@ -24,6 +24,8 @@ NESTED = [[1, 2], [3], [4, 5, 6]]
 def build(path):
     w = GGUFWriter(str(path), arch="llama")
     w.add_custom_alignment(64)
+    prov = provenance("gguf_synthetic.py", ["gguf", "numpy"])
+    w.add_string("kiln.fixture.provenance", json.dumps(prov, sort_keys=True))
     w.add_uint8("test.u8", 200)
     w.add_int8("test.i8", -100)
     w.add_uint16("test.u16", 60000)

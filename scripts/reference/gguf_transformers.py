@@ -7,6 +7,9 @@ and the model config it derives from the metadata.
   `q_proj`/`k_proj` (f32, little-endian) and a sha256 of the whole matrix. Gemma 3 is stored the
   same way: llama.cpp does not permute its Q/K, so kiln must return them as dequantized.
 * `AutoConfig.from_pretrained(dir, gguf_file=...)`: the config fields kiln's ModelHints maps.
+* For every parameter of the loaded model: its HF name, shape and the sha256 of its f32 values
+  (little-endian), so kiln's HF-name view of the file (renaming, Q/K unpermutation, Gemma's
+  `w + 1` norms, tied embeddings) can be checked tensor by tensor.
 
 Writes testdata/gguf/transformers/{manifest.json,*.f32}.
 """
@@ -54,6 +57,7 @@ def main():
         old.unlink()
     entries = []
     configs = {}
+    digests = {}
     for label, pair, gguf_q, gguf_k in (
         ("smollm2", SMOLLM2, "blk.0.attn_q.weight", "blk.0.attn_k.weight"),
         ("gemma3", GEMMA3, "blk.0.attn_q.weight", "blk.0.attn_k.weight"),
@@ -88,11 +92,19 @@ def main():
                     "sha256_all": hashlib.sha256(w.tobytes()).hexdigest(),
                 }
             )
+        digests[label] = {
+            name: {
+                "shape": list(p.shape),
+                "sha256": hashlib.sha256(np.ascontiguousarray(p.detach().to(torch.float32).numpy(), dtype="<f4").tobytes()).hexdigest(),
+            }
+            for name, p in model.state_dict().items()
+        }
         del model
     doc = {
         "provenance": provenance("gguf_transformers.py", ["transformers", "torch", "gguf", "numpy"]),
         "weights": entries,
         "configs": configs,
+        "state_dict_sha256": digests,
     }
     (DIR / "manifest.json").write_text(json.dumps(doc, indent=1) + "\n")
     print("wrote", DIR)

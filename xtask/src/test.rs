@@ -23,7 +23,14 @@ const STEPS: &[Step] = &[
     },
     Step {
         name: "clippy",
-        args: &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        args: &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
         env: &[],
         lint: true,
     },
@@ -35,7 +42,13 @@ const STEPS: &[Step] = &[
     },
     Step {
         name: "CUDA code type-checks",
-        args: &["check", "--workspace", "--all-targets", "--features", "kiln/cuda,kiln-benches/cuda"],
+        args: &[
+            "check",
+            "--workspace",
+            "--all-targets",
+            "--features",
+            "kiln/cuda,kiln-benches/cuda",
+        ],
         env: &[],
         lint: false,
     },

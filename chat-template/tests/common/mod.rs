@@ -34,10 +34,14 @@ pub fn cached(rel: &str) -> PathBuf {
 
 /// A committed fixture of `testdata/chat-template/`, parsed.
 pub fn fixture(name: &str) -> Value {
-    let path = repo_root().join("testdata").join("chat-template").join(name);
+    let path = repo_root()
+        .join("testdata")
+        .join("chat-template")
+        .join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("fixture {} is not JSON: {e}", path.display()))
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("fixture {} is not JSON: {e}", path.display()))
 }
 
 /// Reads a cached text file.
@@ -48,7 +52,9 @@ pub fn read_cached(rel: &str) -> String {
 
 /// The instant the fixtures' `strftime_now` rendered (naive, read as UTC).
 pub fn fixture_now(meta: &Value) -> SystemTime {
-    let iso = meta["strftime_now_instant"].as_str().expect("strftime_now_instant");
+    let iso = meta["strftime_now_instant"]
+        .as_str()
+        .expect("strftime_now_instant");
     // "YYYY-MM-DDTHH:MM:SS"
     let num = |r: std::ops::Range<usize>| iso[r].parse::<i64>().expect("date field");
     let (y, m, d) = (num(0..4), num(5..7), num(8..10));

@@ -1,3 +1,6 @@
 //! The subcommands.
 
+pub mod chat;
+pub mod common;
+pub mod generate;
 pub mod inspect;

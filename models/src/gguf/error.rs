@@ -134,6 +134,14 @@ pub enum GgufError {
         /// What is wrong.
         reason: String,
     },
+    /// An architecture kiln has no HF tensor-name mapping for.
+    #[error("{}: architecture `{arch}` has no HF tensor-name mapping in kiln (llama, mistral, gemma, gemma2, gemma3)", file.display())]
+    UnsupportedArchitecture {
+        /// The file.
+        file: PathBuf,
+        /// `general.architecture`.
+        arch: String,
+    },
     /// No tensor of that name.
     #[error("{}: no tensor named `{tensor}`", file.display())]
     TensorNotFound {

@@ -96,7 +96,8 @@ impl Rope {
                     } else {
                         *f
                     };
-                    let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                    // wavelengths are finite and positive here, so "not below, not above" is a plain range.
+                    let medium = (high_wavelen..=low_wavelen).contains(&wavelen);
                     *f = if medium {
                         let smooth = (old / wavelen - lo) / (hi - lo);
                         (1.0 - smooth) * scaled / factor + smooth * scaled

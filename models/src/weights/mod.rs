@@ -3,6 +3,7 @@
 //! Loaders ask a [`WeightSource`] for one tensor at a time by its HF name, so a model is
 //! built layer by layer and never held twice in memory.
 
+mod gguf;
 mod safetensors;
 
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::path::Path;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
+pub use self::gguf::GgufSource;
 pub use self::safetensors::SafetensorsSource;
 use crate::ModelError;
 

@@ -1,0 +1,115 @@
+//! `kiln chat`: an interactive, streaming, multi-turn conversation.
+
+use std::io::{BufRead, Write};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Result;
+use burn::tensor::backend::Backend;
+use kiln_chat_template::Message;
+use kiln_models::generate::StopReason;
+use kiln_models::pipeline::{ChatPipeline, LoadOptions};
+
+use super::common::{ModelArgs, SamplingArgs};
+use crate::device::{Device, Job, run_job};
+
+/// Arguments of `kiln chat`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// The system message.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Answer this message once and exit, instead of the interactive loop.
+    pub prompt: Option<String>,
+}
+
+struct Chat(Args);
+
+const HELP: &str = "commands: /reset (forget the conversation), /exit; Ctrl-C stops an answer";
+
+impl Job for Chat {
+    type Output = ();
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let args = self.0;
+        let options = LoadOptions::<B> {
+            device,
+            attention: args.model.attention()?,
+        };
+        eprintln!("loading {} ...", args.model.model.display());
+        let pipeline = ChatPipeline::<B>::load(&args.model.model, &options)?;
+        let config = args.sampling.config();
+        let interrupted = Arc::new(AtomicBool::new(false));
+        {
+            let flag = interrupted.clone();
+            // Ctrl-C stops the answer being written; the session goes on.
+            ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+        }
+        let fresh = || -> Vec<Message> {
+            args.system
+                .iter()
+                .map(|s| Message::system(s.clone()))
+                .collect()
+        };
+        let mut history = fresh();
+        let answer = |history: &mut Vec<Message>, text: String| -> Result<()> {
+            history.push(Message::user(text));
+            interrupted.store(false, Ordering::SeqCst);
+            let mut stdout = std::io::stdout();
+            let out = pipeline.chat(history, &config, &mut |delta| {
+                let _ = stdout.write_all(delta.as_bytes());
+                let _ = stdout.flush();
+                if interrupted.load(Ordering::SeqCst) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
+            println!();
+            if out.stop == StopReason::Interrupted {
+                eprintln!("(stopped)");
+            }
+            history.push(Message::assistant(out.text));
+            Ok(())
+        };
+        if let Some(prompt) = args.prompt.clone() {
+            return answer(&mut history, prompt);
+        }
+        eprintln!("{HELP}");
+        let stdin = std::io::stdin();
+        loop {
+            eprint!("> ");
+            let mut line = String::new();
+            if stdin.lock().read_line(&mut line)? == 0 {
+                break;
+            }
+            let line = line.trim();
+            match line {
+                "" => continue,
+                "/exit" | "/quit" => break,
+                "/reset" => {
+                    history = fresh();
+                    eprintln!("(conversation reset)");
+                }
+                "/help" => eprintln!("{HELP}"),
+                _ => {
+                    if let Err(e) = answer(&mut history, line.to_owned()) {
+                        // Keep the session: drop the unanswered turn and report.
+                        history.pop();
+                        eprintln!("error: {e:#}");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn run(device: Device, args: Args) -> Result<()> {
+    run_job(device, Chat(args))
+}

@@ -1,0 +1,264 @@
+//! `ChatPipeline`: tokenizer + chat template + model + terminators, from an HF dir or a GGUF.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use kiln_attention::AttentionImpl;
+use kiln_chat_template::{ApplyOptions, ChatTemplate, Message, SpecialTokens, Tokenizer};
+use kiln_prompting::{Completion, GenerationParams, Generator, GeneratorError};
+
+use crate::ModelError;
+use crate::config::{Architecture, ModelConfig};
+use crate::generate::{Generation, GenerationConfig, StopReason, generate};
+use crate::gguf::Gguf;
+use crate::llama::{Llama, LlamaConfig};
+use crate::model::CausalLm;
+use crate::weights::{GgufSource, SafetensorsSource, WeightSource};
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions<B: Backend> {
+    /// Where the weights go.
+    pub device: B::Device,
+    /// Attention implementation.
+    pub attention: AttentionImpl,
+}
+
+impl<B: Backend> Default for LoadOptions<B> {
+    fn default() -> Self {
+        Self {
+            device: Default::default(),
+            attention: AttentionImpl::Auto,
+        }
+    }
+}
+
+/// A chat model ready to answer: everything `apply_chat_template` + `generate` needs.
+pub struct ChatPipeline<B: Backend> {
+    model: Box<dyn CausalLm<B>>,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    special: SpecialTokens,
+    terminators: Vec<u32>,
+    defaults: GenerationConfig,
+    device: B::Device,
+    origin: PathBuf,
+}
+
+impl<B: Backend> ChatPipeline<B> {
+    /// Loads an HF model dir (config.json, safetensors, tokenizer.json, chat template) or a
+    /// `.gguf` file (config, tokenizer and template from its metadata).
+    pub fn load(path: &Path, options: &LoadOptions<B>) -> Result<Self, ModelError> {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
+            Self::load_gguf(path, options)
+        } else {
+            Self::load_dir(path, options)
+        }
+    }
+
+    fn load_dir(dir: &Path, options: &LoadOptions<B>) -> Result<Self, ModelError> {
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let mut source = SafetensorsSource::open(dir)?;
+        let model = build_model(&config, &mut source, options)?;
+        let tokenizer = Tokenizer::from_dir(dir)?;
+        let template = ChatTemplate::from_model_dir(dir)?;
+        let generation_config = dir.join("generation_config.json");
+        let generation_config = generation_config.exists().then_some(generation_config);
+        let terminators = tokenizer.terminators(&template, generation_config.as_deref())?;
+        let defaults = match &generation_config {
+            Some(p) => GenerationConfig::from_file(p)?,
+            None => GenerationConfig::default(),
+        };
+        let special = tokenizer.special_tokens().clone();
+        Ok(Self {
+            model,
+            tokenizer,
+            template,
+            special,
+            terminators,
+            defaults,
+            device: options.device.clone(),
+            origin: dir.to_path_buf(),
+        })
+    }
+
+    fn load_gguf(path: &Path, options: &LoadOptions<B>) -> Result<Self, ModelError> {
+        let file = Gguf::open(path)?;
+        let hints = file.hints()?;
+        let gt = file.tokenizer()?;
+        let source_template = gt
+            .chat_template
+            .clone()
+            .ok_or_else(|| ModelError::MissingKey {
+                path: Some(path.to_path_buf()),
+                key: "tokenizer.chat_template".into(),
+            })?;
+        let template = ChatTemplate::from_source(path.display().to_string(), source_template)?;
+        let special = SpecialTokens {
+            bos_token: gt.special.bos.as_ref().map(|t| t.content.clone()),
+            eos_token: gt.special.eos.as_ref().map(|t| t.content.clone()),
+            unk_token: gt.special.unk.as_ref().map(|t| t.content.clone()),
+            pad_token: gt.special.pad.as_ref().map(|t| t.content.clone()),
+            ..SpecialTokens::default()
+        };
+        let tokenizer = Tokenizer::from_tokenizer(gt.tokenizer.clone(), special.clone());
+        let terminators = tokenizer.terminators_with(&template, &gt.stop_ids());
+        let config = match hints.architecture.as_str() {
+            "llama" => LlamaConfig::from_gguf_hints(&hints)?,
+            other => {
+                return Err(ModelError::UnknownArchitecture {
+                    model_type: other.to_owned(),
+                    known: "llama (GGUF)".into(),
+                });
+            }
+        };
+        let mut source = GgufSource::new(file)?;
+        let model: Box<dyn CausalLm<B>> = Box::new(Llama::load(
+            config,
+            &mut source,
+            options.attention,
+            &options.device,
+        )?);
+        Ok(Self {
+            model,
+            tokenizer,
+            template,
+            special,
+            terminators,
+            defaults: GenerationConfig::default(),
+            device: options.device.clone(),
+            origin: path.to_path_buf(),
+        })
+    }
+
+    /// Where it was loaded from.
+    pub fn origin(&self) -> &Path {
+        &self.origin
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The chat template.
+    pub fn template(&self) -> &ChatTemplate {
+        &self.template
+    }
+
+    /// Ids that end a reply (eos, end-of-turn tokens, `generation_config.json`'s list).
+    pub fn terminators(&self) -> &[u32] {
+        &self.terminators
+    }
+
+    /// The defaults read from `generation_config.json` (transformers' defaults otherwise).
+    pub fn default_generation_config(&self) -> &GenerationConfig {
+        &self.defaults
+    }
+
+    /// Renders `messages` with the generation prompt and tokenizes them as transformers does.
+    pub fn prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>, ModelError> {
+        let options = ApplyOptions {
+            add_generation_prompt: true,
+            special_tokens: self.special.clone(),
+            ..ApplyOptions::default()
+        };
+        let rendered = self.template.apply(messages, &options)?;
+        Ok(self.tokenizer.encode_rendered(&rendered.text)?.ids)
+    }
+
+    /// Answers the conversation. The pipeline's terminators are added to `config`'s eos ids.
+    pub fn chat(
+        &self,
+        messages: &[Message],
+        config: &GenerationConfig,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation, ModelError> {
+        let prompt = self.prompt_ids(messages)?;
+        self.generate_ids(&prompt, config, on_text)
+    }
+
+    /// Generates after raw prompt ids.
+    pub fn generate_ids(
+        &self,
+        prompt: &[u32],
+        config: &GenerationConfig,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation, ModelError> {
+        let mut config = config.clone();
+        for &t in &self.terminators {
+            if !config.eos_token_id.contains(&t) {
+                config.eos_token_id.push(t);
+            }
+        }
+        let decode = |ids: &[u32]| self.tokenizer.decode(ids, true).unwrap_or_default();
+        generate::<B, _>(
+            self.model.as_ref(),
+            prompt,
+            &config,
+            &self.device,
+            &decode,
+            on_text,
+        )
+    }
+}
+
+/// Builds the architecture a `config.json` names.
+fn build_model<B: Backend>(
+    config: &ModelConfig,
+    source: &mut dyn WeightSource,
+    options: &LoadOptions<B>,
+) -> Result<Box<dyn CausalLm<B>>, ModelError> {
+    match config.require_architecture()? {
+        Architecture::Llama => {
+            let c = LlamaConfig::from_config(config)?;
+            Ok(Box::new(Llama::load(
+                c,
+                source,
+                options.attention,
+                &options.device,
+            )?))
+        }
+        other => Err(ModelError::Config(format!(
+            "{other:?} models are not supported by this version of the chat pipeline"
+        ))),
+    }
+}
+
+impl<B: Backend> Generator for ChatPipeline<B> {
+    fn generate(
+        &self,
+        messages: &[Message],
+        params: &GenerationParams,
+    ) -> Result<Completion, GeneratorError> {
+        let config = GenerationConfig {
+            max_new_tokens: Some(params.max_new_tokens),
+            do_sample: params.temperature > 0.0,
+            temperature: if params.temperature > 0.0 {
+                params.temperature
+            } else {
+                1.0
+            },
+            top_p: params.top_p,
+            top_k: params.top_k.unwrap_or(0),
+            seed: params.seed,
+            stop_strings: params.stop.clone(),
+            ..GenerationConfig::default()
+        };
+        let out = self
+            .chat(messages, &config, &mut |_| ControlFlow::Continue(()))
+            .map_err(GeneratorError::from_source)?;
+        let stop = match out.stop {
+            StopReason::Eos(_) | StopReason::Interrupted => {
+                kiln_prompting::StopReason::EndOfSequence
+            }
+            StopReason::StopString(s) => kiln_prompting::StopReason::StopString(s),
+            StopReason::MaxTokens => kiln_prompting::StopReason::MaxTokens,
+        };
+        Ok(Completion::new(out.text, stop))
+    }
+}

@@ -1,0 +1,158 @@
+//! `Linear8bitLt`: a Linear layer with an LLM.int8 weight.
+
+use burn::module::{Module, Param};
+use burn::prelude::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::linear_weight_to_rows;
+use super::linear4bit::check_bias;
+use crate::checkpoint::{Checkpoint, LinearWeight};
+use crate::codec::Int8Rowwise;
+use crate::error::{QuantError, Result};
+
+use crate::codec::int8::{INV_127, INV_127_SQ};
+
+/// Shape and threshold of a [`Linear8bitLt`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Linear8bitMeta {
+    /// LLM.int8 outlier threshold (0 disables the decomposition).
+    pub threshold: f64,
+    /// Input features.
+    pub in_features: usize,
+    /// Output features.
+    pub out_features: usize,
+}
+
+/// A Linear layer with a row-wise int8 weight (`CB`, `[out, in]`) and its row scales (`SCB`).
+///
+/// `forward` is LLM.int8 on burn ops, for every backend: activations are quantized per token
+/// with the outlier hidden dims (any |x| >= threshold) held out, multiplied in int8 (carried in
+/// float), rescaled by `row_scale * SCB / 127²`, and the outlier dims are added back in float
+/// against the dequantized weight columns.
+#[derive(Module, Debug)]
+pub struct Linear8bitLt<B: Backend> {
+    /// The int8 weight `[out, in]`.
+    pub weight: Tensor<B, 2, Int>,
+    /// Row absmax of the weight (`SCB`), `[out]`.
+    pub scb: Tensor<B, 1>,
+    /// Optional bias `[out]`.
+    pub bias: Option<Param<Tensor<B, 1>>>,
+    /// Shape and threshold.
+    #[module(skip)]
+    pub meta: Linear8bitMeta,
+}
+
+impl<B: Backend> Linear8bitLt<B> {
+    /// Builds from a row-wise int8 weight and an optional bias.
+    pub fn from_quantized(
+        weight: &Int8Rowwise,
+        bias: Option<Tensor<B, 1>>,
+        threshold: f64,
+        device: &B::Device,
+    ) -> Result<Self> {
+        if !(threshold >= 0.0 && threshold.is_finite()) {
+            return Err(QuantError::InvalidConfig(format!(
+                "int8 threshold must be >= 0, got {threshold}"
+            )));
+        }
+        check_bias(&bias, weight.rows())?;
+        let data: Vec<i32> = weight.data().iter().map(|&v| v as i32).collect();
+        Ok(Linear8bitLt {
+            weight: Tensor::from_data(
+                TensorData::new(data, [weight.rows(), weight.cols()]),
+                device,
+            ),
+            scb: Tensor::from_data(
+                TensorData::new(weight.scales().to_vec(), [weight.rows()]),
+                device,
+            ),
+            bias: bias.map(Param::from_tensor),
+            meta: Linear8bitMeta {
+                threshold,
+                in_features: weight.cols(),
+                out_features: weight.rows(),
+            },
+        })
+    }
+
+    /// Quantizes a burn `Linear` (weight `[in, out]`), as bnb's `Int8Params` does (via f16).
+    pub fn from_linear(linear: &burn::nn::Linear<B>, threshold: f64) -> Result<Self> {
+        let (rows, out_f, in_f) = linear_weight_to_rows(&linear.weight.val())?;
+        let q = Int8Rowwise::quantize_weight(&rows, out_f, in_f)?;
+        let device = linear.weight.val().device();
+        Self::from_quantized(
+            &q,
+            linear.bias.as_ref().map(|b| b.val()),
+            threshold,
+            &device,
+        )
+    }
+
+    /// Loads the Linear at `module` from a bitsandbytes 8-bit checkpoint (bias included when
+    /// present); the threshold defaults to the checkpoint's `llm_int8_threshold`.
+    pub fn from_checkpoint(
+        checkpoint: &mut Checkpoint,
+        module: &str,
+        threshold: Option<f64>,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let threshold = threshold
+            .or(checkpoint.quant_config().map(|c| c.int8_threshold))
+            .unwrap_or(crate::codec::DEFAULT_INT8_THRESHOLD);
+        let LinearWeight::Int8(q) = checkpoint.linear_weight(module)? else {
+            return Err(QuantError::bad_tensor(
+                format!("{module}.weight"),
+                "not an int8 weight",
+            ));
+        };
+        let bias = super::read_bias::<B>(checkpoint, module, device)?;
+        Self::from_quantized(&q, bias, threshold, device)
+    }
+
+    /// The dequantized `[out, in]` weight: `CB * SCB / 127`.
+    pub fn weight_f32(&self) -> Tensor<B, 2> {
+        (self.weight.clone().float() * self.scb.clone().unsqueeze_dim(1)).mul_scalar(INV_127)
+    }
+
+    /// LLM.int8 forward: `x` is `[..., in]`, the result `[..., out]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let dims = x.dims();
+        let m = &self.meta;
+        let tokens = dims[..D - 1].iter().product::<usize>();
+        let x2: Tensor<B, 2> = x.reshape([tokens, m.in_features]);
+        let use_thr = m.threshold > 0.0;
+
+        let (x_in, outlier_cols) = if use_thr {
+            let mask = x2.clone().abs().greater_equal_elem(m.threshold);
+            let cols = mask.clone().any_dim(0);
+            (x2.clone().mask_fill(mask, 0.0), Some(cols))
+        } else {
+            (x2.clone(), None)
+        };
+        let rowmax = x_in.clone().abs().max_dim(1);
+        let zero_rows = rowmax.clone().equal_elem(0.0);
+        let scale = rowmax
+            .clone()
+            .mask_fill(zero_rows, 1.0)
+            .recip()
+            .mul_scalar(127.0);
+        let mut ca = (x_in * scale).round();
+        if let Some(cols) = &outlier_cols
+            && tokens > 1
+        {
+            ca = ca.mask_fill(cols.clone().expand([tokens, m.in_features]), 0.0);
+        }
+        let c = ca.matmul(self.weight.clone().float().transpose());
+        let mut out = c * (rowmax * self.scb.clone().unsqueeze_dim(0)).mul_scalar(INV_127_SQ);
+        if let Some(cols) = outlier_cols {
+            let x_out = x2 * cols.float();
+            out = out + x_out.matmul(self.weight_f32().transpose());
+        }
+        if let Some(b) = &self.bias {
+            out = out + b.val().unsqueeze_dim(0);
+        }
+        let mut out_dims = dims;
+        out_dims[D - 1] = m.out_features;
+        out.reshape(out_dims)
+    }
+}
