@@ -1,6 +1,7 @@
 //! kiln's development tasks: `cargo xtask <task>`.
 
 mod artifacts;
+mod chat;
 mod fetch;
 mod test;
 
@@ -25,6 +26,15 @@ enum Task {
         /// List the artifacts and whether each is in the cache.
         #[arg(long)]
         list: bool,
+    },
+    /// Chat with the default model (SmolLM2-135M-Instruct), fetching and building what is
+    /// missing; with PROMPT, answer it once and exit.
+    Chat {
+        /// A message to answer once.
+        prompt: Option<String>,
+        /// More `kiln chat` flags, after `--` (e.g. `-- --temperature 0.7 --system "Be brief."`).
+        #[arg(last = true)]
+        kiln_args: Vec<String>,
     },
     /// The full check that CI runs: fmt, clippy, every test on CPU and the GPU code type-checked.
     Test {
@@ -53,6 +63,7 @@ fn run(cli: Cli) -> Result<()> {
                 fetch::fetch(&names)
             }
         }
+        Task::Chat { prompt, kiln_args } => chat::run(prompt, &kiln_args),
         Task::Test { no_lint } => test::run(!no_lint),
     }
 }
