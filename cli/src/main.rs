@@ -42,6 +42,10 @@ enum Command {
     Generate(commands::generate::Args),
     /// Print a checkpoint's architecture, dtypes, quantization, parameter count and size.
     Inspect(commands::inspect::Args),
+    /// Quantize an HF safetensors model into a bitsandbytes (transformers-loadable) checkpoint.
+    Quantize(commands::quantize::Args),
+    /// Render a chat template exactly as transformers' `apply_chat_template`.
+    Template(commands::template::Args),
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -87,6 +91,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Chat(args) => commands::chat::run(cli.device.resolve()?, args),
         Command::Generate(args) => commands::generate::run(cli.device.resolve()?, args),
         Command::Inspect(args) => commands::inspect::run(args),
+        Command::Quantize(args) => commands::quantize::run(args),
+        Command::Template(args) => commands::template::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut io::stdout());
             Ok(())

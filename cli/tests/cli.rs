@@ -17,7 +17,18 @@ fn help_lists_global_flags() {
     let out = kiln(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--device", "--verbose", "--version", "info", "completions"] {
+    for flag in [
+        "--device",
+        "--verbose",
+        "--version",
+        "info",
+        "completions",
+        "chat",
+        "generate",
+        "inspect",
+        "quantize",
+        "template",
+    ] {
         assert!(text.contains(flag), "`--help` lacks {flag}:\n{text}");
     }
 }
@@ -92,4 +103,86 @@ fn inspect_a_missing_path_is_a_one_line_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("/nonexistent/model"), "{err}");
+}
+
+fn safetensors_map(
+    path: &std::path::Path,
+) -> std::collections::BTreeMap<String, (String, Vec<usize>, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            (
+                name,
+                (
+                    format!("{:?}", v.dtype()),
+                    v.shape().to_vec(),
+                    v.data().to_vec(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn quantize_writes_the_checkpoint_bitsandbytes_writes() {
+    // testdata/quant/tiny-llama: one f32 model, and the NF4 + double-quant checkpoint that
+    // transformers + bitsandbytes 0.50.2 saved from it.
+    let data =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/quant/tiny-llama");
+    let out = std::env::temp_dir().join(format!("kiln-quantize-{}", std::process::id()));
+    let run = kiln(&[
+        "quantize",
+        "--model",
+        data.join("f32").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quant",
+        "nf4",
+        "--double-quant",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(String::from_utf8_lossy(&run.stdout).contains("weights quantized"));
+    let ours = safetensors_map(&out.join("model.safetensors"));
+    let bnb = safetensors_map(&data.join("nf4-dq/model.safetensors"));
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        bnb.keys().collect::<Vec<_>>()
+    );
+    for (name, (dtype, shape, bytes)) in &bnb {
+        let (d, s, b) = &ours[name];
+        assert_eq!((d, s), (dtype, shape), "{name}");
+        if name.contains(".quant_state.") {
+            let a: serde_json::Value = serde_json::from_slice(b).unwrap();
+            let e: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+            assert_eq!(a, e, "{name}");
+        } else {
+            assert!(b == bytes, "{name}: bytes differ");
+        }
+    }
+    let inspect = kiln(&["inspect", out.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(v["quantization"], "bitsandbytes nf4 (double quant)");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn quantize_bad_input_is_a_one_line_error() {
+    let out = kiln(&[
+        "quantize",
+        "--model",
+        "/nonexistent",
+        "--out",
+        "/tmp/x",
+        "--quant",
+        "nf4",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent"), "{err}");
 }

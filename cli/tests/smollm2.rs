@@ -124,3 +124,29 @@ fn chat_repl_keeps_history_and_resets() {
     assert_eq!(answers[1], case["text"].as_str().unwrap(), "{stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("(conversation reset)"));
 }
+
+#[test]
+fn template_tokens_equal_transformers_apply_chat_template() {
+    let fx = fixture();
+    let dir = std::env::temp_dir().join(format!("kiln-template-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, case) in fx["cases"].as_array().unwrap().iter().enumerate() {
+        let messages = dir.join(format!("messages{i}.json"));
+        std::fs::write(&messages, case["messages"].to_string()).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["template", "--add-generation-prompt", "--tokens", "--model"])
+            .arg(model())
+            .arg("--messages")
+            .arg(&messages)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ids: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(ids, case["prompt_ids"], "case {i}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -4,3 +4,5 @@ pub mod chat;
 pub mod common;
 pub mod generate;
 pub mod inspect;
+pub mod quantize;
+pub mod template;
