@@ -150,3 +150,23 @@ fn template_tokens_equal_transformers_apply_chat_template() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn inspect_the_gguf() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["inspect", "--json"])
+        .arg(model())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["architecture"], "llama");
+    assert_eq!(v["quantization"], "Q4_1");
+    // SmolLM2-135M: 134.5M parameters (tied embeddings, stored once).
+    let params = v["parameters"].as_u64().unwrap();
+    assert!((134_000_000..135_000_000).contains(&params), "{params}");
+}

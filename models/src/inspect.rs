@@ -152,6 +152,78 @@ pub fn inspect_safetensors(path: &Path) -> Result<Summary, ModelError> {
     Ok(summary)
 }
 
+/// Summarizes a GGUF file (metadata and tensor table only; no tensor is read).
+pub fn inspect_gguf(path: &Path) -> Result<Summary, ModelError> {
+    let file = crate::gguf::Gguf::open(path)?;
+    let mut summary = Summary {
+        path: path.to_path_buf(),
+        format: format!("gguf v{}", file.version()),
+        architecture: file.arch().ok().map(str::to_owned),
+        tensors: file.tensors().len(),
+        parameters: 0,
+        bytes: 0,
+        dtypes: BTreeMap::new(),
+        quantization: None,
+    };
+    // The quantization is named by the type holding the most parameters among the quantized ones.
+    let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
+    for t in file.tensors() {
+        summary.parameters += t.n_elements();
+        summary.bytes += t.n_bytes();
+        let name = t.ty().name().to_owned();
+        *summary.dtypes.entry(name.clone()).or_default() += 1;
+        if !matches!(name.as_str(), "F32" | "F16" | "BF16") {
+            *by_type.entry(name).or_default() += t.n_elements();
+        }
+    }
+    // llama.cpp records the mix it made (`Q4_K_M` mixes Q4_K, Q6_K, Q8_0, ...) in `general.file_type`.
+    let file_type = file
+        .opt_u32("general.file_type")
+        .ok()
+        .flatten()
+        .and_then(llama_ftype_name);
+    summary.quantization = file_type
+        .map(str::to_owned)
+        .or_else(|| by_type.into_iter().max_by_key(|(_, n)| *n).map(|(t, _)| t));
+    Ok(summary)
+}
+
+/// llama.cpp's `llama_ftype` names.
+fn llama_ftype_name(ftype: u32) -> Option<&'static str> {
+    Some(match ftype {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        32 => "BF16",
+        _ => return None,
+    })
+}
+
+/// Summarizes a `.gguf` file or an HF safetensors dir/file.
+pub fn inspect(path: &Path) -> Result<Summary, ModelError> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        inspect_gguf(path)
+    } else {
+        inspect_safetensors(path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use kiln_models::inspect::{Summary, inspect_safetensors};
+use kiln_models::inspect::inspect;
 
 /// Arguments of `kiln inspect`.
 #[derive(clap::Args, Debug)]
@@ -53,8 +53,4 @@ pub fn run(args: Args) -> Result<()> {
         .collect();
     println!("  dtypes        {}", dtypes.join(", "));
     Ok(())
-}
-
-fn inspect(path: &std::path::Path) -> Result<Summary> {
-    Ok(inspect_safetensors(path)?)
 }
