@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use kiln_attention::AttentionImpl;
-use kiln_chat_template::{ApplyOptions, ChatTemplate, Message, SpecialTokens, Tokenizer};
+use kiln_chat_template::{ApplyOptions, ChatTemplate, Message, Tokenizer};
 use kiln_prompting::{Completion, GenerationParams, Generator, GeneratorError};
 
 use crate::ModelError;
@@ -39,7 +39,6 @@ pub struct ChatPipeline<B: Backend> {
     model: Box<dyn CausalLm<B>>,
     tokenizer: Tokenizer,
     template: ChatTemplate,
-    special: SpecialTokens,
     terminators: Vec<u32>,
     defaults: GenerationConfig,
     device: B::Device,
@@ -73,12 +72,10 @@ impl<B: Backend> ChatPipeline<B> {
             Some(p) => GenerationConfig::from_file(p)?,
             None => GenerationConfig::default(),
         };
-        let special = tokenizer.special_tokens().clone();
         Ok(Self {
             model,
             tokenizer,
             template,
-            special,
             terminators,
             defaults,
             device: options.device.clone(),
@@ -98,15 +95,9 @@ impl<B: Backend> ChatPipeline<B> {
                 key: "tokenizer.chat_template".into(),
             })?;
         let template = ChatTemplate::from_source(path.display().to_string(), source_template)?;
-        let special = SpecialTokens {
-            bos_token: gt.special.bos.as_ref().map(|t| t.content.clone()),
-            eos_token: gt.special.eos.as_ref().map(|t| t.content.clone()),
-            unk_token: gt.special.unk.as_ref().map(|t| t.content.clone()),
-            pad_token: gt.special.pad.as_ref().map(|t| t.content.clone()),
-            ..SpecialTokens::default()
-        };
-        let tokenizer = Tokenizer::from_tokenizer(gt.tokenizer.clone(), special.clone());
-        let terminators = tokenizer.terminators_with(&template, &gt.stop_ids());
+        let stop_ids = gt.stop_ids();
+        let tokenizer = gt.into_chat_tokenizer();
+        let terminators = tokenizer.terminators_with(&template, &stop_ids);
         let config = match hints.architecture.as_str() {
             "llama" => LlamaConfig::from_gguf_hints(&hints)?,
             other => {
@@ -127,7 +118,6 @@ impl<B: Backend> ChatPipeline<B> {
             model,
             tokenizer,
             template,
-            special,
             terminators,
             defaults: GenerationConfig::default(),
             device: options.device.clone(),
@@ -164,7 +154,7 @@ impl<B: Backend> ChatPipeline<B> {
     pub fn prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>, ModelError> {
         let options = ApplyOptions {
             add_generation_prompt: true,
-            special_tokens: self.special.clone(),
+            special_tokens: self.tokenizer.special_tokens().clone(),
             ..ApplyOptions::default()
         };
         let rendered = self.template.apply(messages, &options)?;

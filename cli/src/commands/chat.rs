@@ -9,7 +9,6 @@ use anyhow::Result;
 use burn::tensor::backend::Backend;
 use kiln_chat_template::Message;
 use kiln_models::generate::StopReason;
-use kiln_models::pipeline::{ChatPipeline, LoadOptions};
 
 use super::common::{ModelArgs, SamplingArgs};
 use crate::device::{Device, Job, run_job};
@@ -37,12 +36,8 @@ impl Job for Chat {
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let args = self.0;
-        let options = LoadOptions::<B> {
-            device,
-            attention: args.model.attention()?,
-        };
         eprintln!("loading {} ...", args.model.model.display());
-        let pipeline = ChatPipeline::<B>::load(&args.model.model, &options)?;
+        let pipeline = args.model.load::<B>(device)?;
         let config = args.sampling.config();
         let interrupted = Arc::new(AtomicBool::new(false));
         {

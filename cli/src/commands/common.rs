@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use kiln_attention::AttentionImpl;
 use kiln_models::generate::GenerationConfig;
+use kiln_models::pipeline::{ChatPipeline, LoadOptions};
 
 /// `--model` and `--attn`.
 #[derive(clap::Args, Debug, Clone)]
@@ -18,6 +19,18 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// Loads the chat pipeline on `device`.
+    pub fn load<B: burn::tensor::backend::Backend>(
+        &self,
+        device: B::Device,
+    ) -> Result<ChatPipeline<B>> {
+        let options = LoadOptions::<B> {
+            device,
+            attention: self.attention()?,
+        };
+        Ok(ChatPipeline::<B>::load(&self.model, &options)?)
+    }
+
     /// The parsed `--attn`.
     pub fn attention(&self) -> Result<AttentionImpl> {
         self.attn

@@ -6,7 +6,6 @@ use std::ops::ControlFlow;
 use anyhow::Result;
 use burn::tensor::backend::Backend;
 use kiln_chat_template::Message;
-use kiln_models::pipeline::{ChatPipeline, LoadOptions};
 
 use super::common::{ModelArgs, SamplingArgs};
 use crate::device::{Device, Job, run_job};
@@ -35,11 +34,7 @@ impl Job for Generate {
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let args = self.0;
-        let options = LoadOptions::<B> {
-            device,
-            attention: args.model.attention()?,
-        };
-        let pipeline = ChatPipeline::<B>::load(&args.model.model, &options)?;
+        let pipeline = args.model.load::<B>(device)?;
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
             messages.push(Message::system(system.clone()));

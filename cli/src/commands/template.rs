@@ -47,13 +47,6 @@ pub fn run(args: Args) -> Result<()> {
     let (template, special, tokenizer) = match (&args.model, &gguf) {
         (Some(path), Some(g)) => {
             let t = g.tokenizer()?;
-            let special = SpecialTokens {
-                bos_token: t.special.bos.as_ref().map(|s| s.content.clone()),
-                eos_token: t.special.eos.as_ref().map(|s| s.content.clone()),
-                unk_token: t.special.unk.as_ref().map(|s| s.content.clone()),
-                pad_token: t.special.pad.as_ref().map(|s| s.content.clone()),
-                ..SpecialTokens::default()
-            };
             let template = match (&args.template, &t.chat_template) {
                 (Some(file), _) => Some(ChatTemplate::from_file(file)?),
                 (None, Some(src)) => Some(ChatTemplate::from_source(
@@ -62,11 +55,8 @@ pub fn run(args: Args) -> Result<()> {
                 )?),
                 (None, None) => None,
             };
-            (
-                template,
-                special.clone(),
-                Some(Tokenizer::from_tokenizer(t.tokenizer, special)),
-            )
+            let special = t.chat_special_tokens();
+            (template, special, Some(t.into_chat_tokenizer()))
         }
         (Some(dir), None) => {
             let template = match &args.template {

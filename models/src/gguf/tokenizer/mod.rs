@@ -120,6 +120,28 @@ pub struct GgufTokenizer {
 }
 
 impl GgufTokenizer {
+    /// The special token strings, as chat templates see them (`bos_token`, `eos_token`, ...).
+    pub fn chat_special_tokens(&self) -> kiln_chat_template::SpecialTokens {
+        let text = |t: &Option<SpecialToken>| t.as_ref().map(|t| t.content.clone());
+        kiln_chat_template::SpecialTokens {
+            bos_token: text(&self.special.bos),
+            eos_token: text(&self.special.eos),
+            unk_token: text(&self.special.unk),
+            pad_token: text(&self.special.pad),
+            sep_token: text(&self.special.sep),
+            cls_token: text(&self.special.cls),
+            mask_token: text(&self.special.mask),
+            ..Default::default()
+        }
+    }
+
+    /// The tokenizer, wrapped for chat templates (encode without added specials, decode,
+    /// terminators).
+    pub fn into_chat_tokenizer(self) -> kiln_chat_template::Tokenizer {
+        let special = self.chat_special_tokens();
+        kiln_chat_template::Tokenizer::from_tokenizer(self.tokenizer, special)
+    }
+
     /// Ids of every token that ends generation: EOS and EOT when present.
     pub fn stop_ids(&self) -> Vec<u32> {
         let mut ids: Vec<u32> = [&self.special.eos, &self.special.eot]
