@@ -39,8 +39,14 @@ mod tests {
         assert_eq!(tflop_per_s(5e12, 0.5), 10.0);
         // Batch 4, 32 heads, 2048 tokens, head dim 128: two matmuls of 2*s*s*d FLOPs per head,
         // 2.749e11 in all, half of it when causal.
-        assert_eq!(attention_flops(4, 32, 2048, 2048, 128, false), 274_877_906_944.0);
-        assert_eq!(attention_flops(4, 32, 2048, 2048, 128, true), 137_438_953_472.0);
+        assert_eq!(
+            attention_flops(4, 32, 2048, 2048, 128, false),
+            274_877_906_944.0
+        );
+        assert_eq!(
+            attention_flops(4, 32, 2048, 2048, 128, true),
+            137_438_953_472.0
+        );
         assert_eq!(speedup(1.0, 3.0), 3.0);
     }
 }
