@@ -325,6 +325,11 @@ impl<B: Backend> Llama<B> {
         last_only: bool,
     ) -> Result<Tensor<B, 3>, ModelError> {
         let [_, seq] = ids.dims();
+        if seq == 0 {
+            return Err(ModelError::Config(
+                "forward needs at least one token".into(),
+            ));
+        }
         let start = cache.seq_len;
         let mut x = embedding(self.embed_tokens.clone(), ids);
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
