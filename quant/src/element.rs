@@ -128,61 +128,41 @@ impl Element for f32 {
     }
 }
 
-impl Element for f16 {
-    const DTYPE: FloatDtype = FloatDtype::F16;
-    fn widen_into(src: &[Self], dst: &mut [f32]) {
-        use half::slice::HalfFloatSliceExt;
-        src.convert_to_f32_slice(dst);
-    }
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        f16::to_f32(self)
-    }
-    #[inline(always)]
-    fn from_f32(value: f32) -> Self {
-        f16::from_f32(value)
-    }
-    fn slice_to_le_bytes(values: &[Self]) -> Vec<u8> {
-        values
-            .iter()
-            .flat_map(|v| v.to_bits().to_le_bytes())
-            .collect()
-    }
-    fn vec_from_le_bytes(bytes: &[u8]) -> Vec<Self> {
-        bytes
-            .chunks_exact(2)
-            .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
-            .collect()
-    }
+/// The two 16-bit floats differ only in their type: one impl serves both.
+macro_rules! half_element {
+    ($ty:ident, $dtype:expr) => {
+        impl Element for $ty {
+            const DTYPE: FloatDtype = $dtype;
+            fn widen_into(src: &[Self], dst: &mut [f32]) {
+                use half::slice::HalfFloatSliceExt;
+                src.convert_to_f32_slice(dst);
+            }
+            #[inline(always)]
+            fn to_f32(self) -> f32 {
+                $ty::to_f32(self)
+            }
+            #[inline(always)]
+            fn from_f32(value: f32) -> Self {
+                $ty::from_f32(value)
+            }
+            fn slice_to_le_bytes(values: &[Self]) -> Vec<u8> {
+                values
+                    .iter()
+                    .flat_map(|v| v.to_bits().to_le_bytes())
+                    .collect()
+            }
+            fn vec_from_le_bytes(bytes: &[u8]) -> Vec<Self> {
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| $ty::from_bits(u16::from_le_bytes([c[0], c[1]])))
+                    .collect()
+            }
+        }
+    };
 }
 
-impl Element for bf16 {
-    const DTYPE: FloatDtype = FloatDtype::BF16;
-    fn widen_into(src: &[Self], dst: &mut [f32]) {
-        use half::slice::HalfFloatSliceExt;
-        src.convert_to_f32_slice(dst);
-    }
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        bf16::to_f32(self)
-    }
-    #[inline(always)]
-    fn from_f32(value: f32) -> Self {
-        bf16::from_f32(value)
-    }
-    fn slice_to_le_bytes(values: &[Self]) -> Vec<u8> {
-        values
-            .iter()
-            .flat_map(|v| v.to_bits().to_le_bytes())
-            .collect()
-    }
-    fn vec_from_le_bytes(bytes: &[u8]) -> Vec<Self> {
-        bytes
-            .chunks_exact(2)
-            .map(|c| bf16::from_bits(u16::from_le_bytes([c[0], c[1]])))
-            .collect()
-    }
-}
+half_element!(f16, FloatDtype::F16);
+half_element!(bf16, FloatDtype::BF16);
 
 /// Fails with [`QuantError::NonFinite`] on the first NaN or infinity.
 pub(crate) fn check_finite<T: Element>(what: &str, data: &[T]) -> Result<()> {
