@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use criterion::Criterion;
-use kiln_chat_template::{ApplyOptions, ChatTemplate, Conversation, SpecialTokens};
+use kiln_chat_template::{ApplyOptions, ChatTemplate, Conversation, PreparedChat, SpecialTokens};
 
 fn repo_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -41,6 +41,10 @@ struct Input {
     template: ChatTemplate,
     conversation: Conversation,
     options: ApplyOptions,
+    /// The same messages and tools, converted once (a chat session's way).
+    prepared: PreparedChat,
+    /// `options` without the tools (they are in `prepared`).
+    prepared_options: ApplyOptions,
 }
 
 fn input() -> Input {
@@ -54,13 +58,22 @@ fn input() -> Input {
         special_tokens: special,
         ..ApplyOptions::default()
     };
+    let prepared =
+        PreparedChat::new(&conversation.messages, conversation.tools.as_deref()).expect("prepares");
+    let prepared_options = ApplyOptions {
+        tools: None,
+        ..options.clone()
+    };
     Input {
         template,
         conversation,
         options,
+        prepared,
+        prepared_options,
     }
 }
 
+/// `apply_json`: converts the JSON messages and tools on every call.
 fn render(input: &Input) -> String {
     input
         .template
@@ -69,13 +82,22 @@ fn render(input: &Input) -> String {
         .text
 }
 
+/// `apply_prepared`: messages and tools converted once.
+fn render_prepared(input: &Input) -> String {
+    input
+        .template
+        .apply_prepared(&input.prepared, &input.prepared_options)
+        .expect("renders")
+        .text
+}
+
 /// Mean microseconds per render over `iterations`, best of `repeats`.
-fn time_kiln(input: &Input, iterations: u32, repeats: u32) -> f64 {
+fn time_kiln(input: &Input, f: fn(&Input) -> String, iterations: u32, repeats: u32) -> f64 {
     (0..repeats)
         .map(|_| {
             let start = Instant::now();
             for _ in 0..iterations {
-                std::hint::black_box(render(input));
+                std::hint::black_box(f(input));
             }
             start.elapsed().as_secs_f64() * 1e6 / f64::from(iterations)
         })
@@ -91,10 +113,15 @@ fn json_number(json: &str, key: &str) -> Option<f64> {
 fn main() {
     let input = input();
     let rendered = render(&input);
+    assert_eq!(render_prepared(&input), rendered, "prepared render differs");
     let mut criterion = Criterion::default().configure_from_args();
-    criterion.bench_function("chat_template/llama3.1_tools3_turns10", |b| {
+    criterion.bench_function("chat_template/llama3.1_tools3_turns10/apply_json", |b| {
         b.iter(|| render(&input))
     });
+    criterion.bench_function(
+        "chat_template/llama3.1_tools3_turns10/apply_prepared",
+        |b| b.iter(|| render_prepared(&input)),
+    );
     criterion.final_summary();
 
     let Some(python) = std::env::var_os("KILN_BENCH_PYTHON") else {
@@ -103,7 +130,6 @@ fn main() {
         );
         return;
     };
-    let kiln_us = time_kiln(&input, 2000, 7);
     let script = repo_root().join("scripts/reference/bench_chat_template.py");
     let out = Command::new(python)
         .arg(script)
@@ -121,13 +147,22 @@ fn main() {
     let py_bytes = json_number(line, "rendered_bytes").unwrap_or(0.0);
     if py_bytes as usize != rendered.len() {
         eprintln!(
-            "warning: transformers rendered {py_bytes} bytes, kiln {}",
+            "transformers rendered {py_bytes} bytes, kiln {}: the inputs differ, no comparison",
             rendered.len()
         );
+        std::process::exit(1);
     }
-    println!(
-        "{{\"bench\": \"chat_template\", \"kiln_us_per_render\": {kiln_us:.3}, \
-         \"transformers_us_per_render\": {py_us:.3}, \"speedup\": {:.1}}}",
-        py_us / kiln_us
+    // kiln is timed right after transformers, so both see the same machine state.
+    let kiln_us = time_kiln(&input, render, 2000, 7);
+    let prepared_us = time_kiln(&input, render_prepared, 2000, 7);
+    let record = format!(
+        "{{\"bench\": \"chat_template\", \"input\": \"Llama 3.1 template, 3 tools, 10 turns\", \
+         \"kiln_apply_json_us\": {kiln_us:.3}, \"kiln_apply_prepared_us\": {prepared_us:.3}, \
+         \"transformers_us\": {py_us:.3}, \"speedup_apply_json\": {:.2}, \
+         \"speedup_apply_prepared\": {:.2}, \"reference\": {line}}}",
+        py_us / kiln_us,
+        py_us / prepared_us
     );
+    println!("{record}");
+    kiln_benches::write_record("chat_template", &record);
 }

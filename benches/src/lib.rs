@@ -50,3 +50,25 @@ mod tests {
         assert_eq!(speedup(1.0, 3.0), 3.0);
     }
 }
+
+/// Where benchmark records go: `$KILN_BENCH_OUT`, else `target/kiln-bench/records` of the
+/// workspace. `cargo xtask bench` reads them into its report.
+pub fn records_dir() -> std::path::PathBuf {
+    match std::env::var_os("KILN_BENCH_OUT") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/kiln-bench/records")
+        }
+    }
+}
+
+/// Writes one benchmark's record (a JSON document) as `<records_dir>/<name>.json`. A bench
+/// that cannot write its record fails: the report would silently lack it.
+pub fn write_record(name: &str, json: &str) {
+    let dir = records_dir();
+    let path = dir.join(format!("{name}.json"));
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, json)) {
+        eprintln!("cannot write {}: {e}", path.display());
+        std::process::exit(1);
+    }
+}

@@ -46,7 +46,7 @@ pub use builtin::Builtin;
 pub use conversation::{Conversation, read_json_list};
 pub use error::{Error, Result};
 pub use message::{Content, ContentPart, FunctionCall, Message, ToolCall};
-pub use render::{ApplyOptions, Rendered};
+pub use render::{ApplyOptions, PreparedChat, Rendered};
 pub use special::{STANDARD_NAMES, SpecialTokens};
 pub use template::ChatTemplate;
 pub use tokenizer::{END_OF_TURN_TOKENS, Encoding, Tokenizer, generation_eos_ids};

@@ -13,7 +13,7 @@ use minijinja::{Error, ErrorKind};
 use crate::value::JsonMap;
 
 /// Options of `json.dumps` that transformers' `tojson` exposes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct JsonOptions {
     pub ensure_ascii: bool,
     /// `None`: one line; `Some(s)`: newline before every item, indented by `s` per level.
@@ -60,6 +60,21 @@ pub(crate) fn map_entries(value: &Value) -> Vec<(Value, Value)> {
 
 /// `json.dumps(value, ...)`.
 pub(crate) fn json_dumps(value: &Value, opts: &JsonOptions) -> Result<String, Error> {
+    if let Some(memo) = value
+        .downcast_object_ref::<JsonMap>()
+        .and_then(|m| m.1.as_ref())
+    {
+        if let Some((memo_opts, text)) = memo.get() {
+            if memo_opts == opts {
+                return Ok(text.clone());
+            }
+        } else {
+            let mut out = String::new();
+            write_json(&mut out, value, opts, 0)?;
+            let _ = memo.set((opts.clone(), out.clone()));
+            return Ok(out);
+        }
+    }
     let mut out = String::new();
     write_json(&mut out, value, opts, 0)?;
     Ok(out)

@@ -12,7 +12,7 @@ use crate::message::Message;
 use crate::python::is_py_space;
 use crate::special::SpecialTokens;
 use crate::template::{ChatTemplate, map_error};
-use crate::value::{from_json, map_from_pairs};
+use crate::value::{from_json, from_json_memo, map_from_pairs};
 
 /// What [`ChatTemplate::apply`] renders besides the messages.
 #[derive(Debug, Clone, Default)]
@@ -57,6 +57,72 @@ pub struct Rendered {
     /// Byte ranges of `text` rendered inside `{% generation %}` blocks (assistant content), in
     /// order. Empty when the template has no such block.
     pub assistant_spans: Vec<Range<usize>>,
+}
+
+/// Messages and tools converted once into template values, to be rendered many times.
+///
+/// A chat session renders its whole history every turn, and its tools rarely change: prepare
+/// them once, [`push`](Self::push) each new message, and render with
+/// [`ChatTemplate::apply_prepared`]. The output is the same as
+/// [`ChatTemplate::apply_json`] on the same messages and tools; the tool schemas' `tojson` text is
+/// computed on the first render and reused.
+#[derive(Debug, Clone, Default)]
+pub struct PreparedChat {
+    values: Vec<Value>,
+    /// The final message as given (for `continue_final_message`).
+    last: Option<Json>,
+    tools: Option<Value>,
+}
+
+impl PreparedChat {
+    /// Prepares `messages` (JSON objects, as for [`ChatTemplate::apply_json`]) and `tools`
+    /// (JSON schemas; `None` means the template sees `none`).
+    pub fn new(messages: &[Json], tools: Option<&[Json]>) -> Result<Self> {
+        let tools = match tools {
+            Some(tools) => {
+                if tools.iter().any(|t| !t.is_object()) {
+                    return Err(Error::InvalidInput(
+                        "Tools should be JSON schemas (objects)".into(),
+                    ));
+                }
+                Some(Value::from(
+                    tools.iter().map(from_json_memo).collect::<Vec<_>>(),
+                ))
+            }
+            None => None,
+        };
+        let mut chat = Self {
+            tools,
+            ..Self::default()
+        };
+        for m in messages {
+            chat.push(m)?;
+        }
+        Ok(chat)
+    }
+
+    /// Appends one message (a JSON object).
+    pub fn push(&mut self, message: &Json) -> Result<()> {
+        let Json::Object(map) = message else {
+            return Err(Error::InvalidInput(format!(
+                "message {} is not a JSON object",
+                self.values.len()
+            )));
+        };
+        self.values.push(message_value(map));
+        self.last = Some(message.clone());
+        Ok(())
+    }
+
+    /// How many messages it holds.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether it holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
 }
 
 const CONTINUE_TAG: &str = "CONTINUE_FINAL_MESSAGE_TAG ";
@@ -160,6 +226,49 @@ impl ChatTemplate {
             };
             chat.push(map);
         }
+        self.check_options(opts)?;
+        if opts.tools.iter().flatten().any(|t| !t.is_object()) {
+            return Err(Error::InvalidInput(
+                "Tools should be JSON schemas (objects)".into(),
+            ));
+        }
+        let message_values: Vec<Value> = chat.iter().map(|m| message_value(m)).collect();
+        let tools = opts
+            .tools
+            .as_ref()
+            .map(|items| Value::from(items.iter().map(from_json).collect::<Vec<_>>()));
+        self.render_values(message_values, chat.last().copied(), tools, opts)
+    }
+
+    /// Renders a [`PreparedChat`]: the same output as [`apply_json`](Self::apply_json) with its
+    /// messages and tools, without converting them again. `opts.tools` must be `None` (the tools
+    /// are part of the prepared chat).
+    ///
+    /// ```
+    /// use kiln_chat_template::{ApplyOptions, Builtin, ChatTemplate, PreparedChat};
+    /// let template = ChatTemplate::builtin(Builtin::ChatMl);
+    /// let mut chat = PreparedChat::new(&[], None).unwrap();
+    /// chat.push(&serde_json::json!({"role": "user", "content": "Hi!"})).unwrap();
+    /// let out = template.apply_prepared(&chat, &ApplyOptions::generation_prompt()).unwrap();
+    /// assert_eq!(out.text, "<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n");
+    /// ```
+    pub fn apply_prepared(&self, chat: &PreparedChat, opts: &ApplyOptions) -> Result<Rendered> {
+        if chat.values.is_empty() {
+            return Err(Error::InvalidInput(
+                "Cannot apply chat template to an empty conversation. Provide at least one message.".into(),
+            ));
+        }
+        if opts.tools.is_some() {
+            return Err(Error::InvalidInput(
+                "tools are given twice: in the prepared chat and in the options".into(),
+            ));
+        }
+        self.check_options(opts)?;
+        let last = chat.last.as_ref().and_then(Json::as_object);
+        self.render_values(chat.values.clone(), last, chat.tools.clone(), opts)
+    }
+
+    fn check_options(&self, opts: &ApplyOptions) -> Result<()> {
         if opts.continue_final_message && opts.add_generation_prompt {
             return Err(Error::InvalidInput(
                 "continue_final_message and add_generation_prompt are not compatible. Use \
@@ -169,19 +278,25 @@ impl ChatTemplate {
                     .into(),
             ));
         }
-        if opts.tools.iter().flatten().any(|t| !t.is_object()) {
-            return Err(Error::InvalidInput(
-                "Tools should be JSON schemas (objects)".into(),
-            ));
-        }
         if opts.documents.iter().flatten().any(|d| !d.is_object()) {
             return Err(Error::InvalidInput(
                 "Documents should be a list of dicts with 'title' and 'text' keys!".into(),
             ));
         }
-        let variant = self.select(opts.template_name.as_deref(), opts.tools.is_some())?;
-        let mut message_values: Vec<Value> = chat.iter().map(|m| message_value(m)).collect();
-        let final_message = match (opts.continue_final_message, chat.last()) {
+        Ok(())
+    }
+
+    /// Renders messages already converted to template values; `last` is the final message as
+    /// JSON (for `continue_final_message`), `tools` the tool list value.
+    fn render_values(
+        &self,
+        mut message_values: Vec<Value>,
+        last: Option<&Map<String, Json>>,
+        tools: Option<Value>,
+        opts: &ApplyOptions,
+    ) -> Result<Rendered> {
+        let variant = self.select(opts.template_name.as_deref(), tools.is_some())?;
+        let final_message = match (opts.continue_final_message, last) {
             (true, Some(last)) => {
                 // transformers normalizes and aliases, then tags the final message's field(s).
                 let normalized: Map<String, Json> = last
@@ -224,7 +339,10 @@ impl ChatTemplate {
             None => Value::from_object(env::PyNone),
         };
         ctx.push(("messages".into(), Value::from(message_values)));
-        ctx.push(("tools".into(), to_list(&opts.tools)));
+        ctx.push((
+            "tools".into(),
+            tools.unwrap_or_else(|| Value::from_object(env::PyNone)),
+        ));
         ctx.push(("documents".into(), to_list(&opts.documents)));
         ctx.push((
             "add_generation_prompt".into(),

@@ -4,15 +4,24 @@
 //! level), so they become [`JsonMap`]s: insertion-ordered pairs found by a linear scan, which
 //! is cheaper to build than a hashed map and keeps Python's dict order.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use minijinja::Value;
 use minijinja::value::{Enumerator, Object, ObjectExt, ObjectRepr};
 use serde_json::Value as Json;
 
+use crate::python::JsonOptions;
+
 /// A JSON object as a template map: pairs in insertion order.
+///
+/// Objects prepared once and rendered many times (tool schemas of a
+/// [`PreparedChat`](crate::PreparedChat)) also remember their top-level `tojson` text: the value
+/// is immutable, so `json.dumps` of it with the same options gives the same string every render.
 #[derive(Debug, Default)]
-pub(crate) struct JsonMap(pub Vec<(Value, Value)>);
+pub(crate) struct JsonMap(pub Vec<(Value, Value)>, pub Option<DumpsMemo>);
+
+/// The first top-level `tojson` rendering of a prepared object, with the options it used.
+pub(crate) type DumpsMemo = OnceLock<(JsonOptions, String)>;
 
 impl Object for JsonMap {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
@@ -56,11 +65,25 @@ pub(crate) fn from_json(v: &Json) -> Value {
             map.iter()
                 .map(|(k, v)| (Value::from(k.as_str()), from_json(v)))
                 .collect(),
+            None,
         )),
+    }
+}
+
+/// Like [`from_json`], and a top-level object remembers its `tojson` text (see [`JsonMap`]).
+pub(crate) fn from_json_memo(v: &Json) -> Value {
+    match v {
+        Json::Object(map) => Value::from_object(JsonMap(
+            map.iter()
+                .map(|(k, v)| (Value::from(k.as_str()), from_json(v)))
+                .collect(),
+            Some(DumpsMemo::new()),
+        )),
+        other => from_json(other),
     }
 }
 
 /// A map value from pairs (used for messages after normalization).
 pub(crate) fn map_from_pairs(pairs: Vec<(Value, Value)>) -> Value {
-    Value::from_object(JsonMap(pairs))
+    Value::from_object(JsonMap(pairs, None))
 }

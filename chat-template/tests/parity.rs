@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use kiln_chat_template::{Builtin, ChatTemplate, Error};
+use kiln_chat_template::{ApplyOptions, Builtin, ChatTemplate, Error, PreparedChat, Rendered};
 use serde_json::Value;
 
 /// Template/case pairs where kiln and transformers differ, each with its reason. Every entry must
@@ -66,6 +66,12 @@ fn check(
             Ok(t) => t.apply_json(&case_messages(case), &case_options(case, &special, now)),
             Err(e) => Err(Error::InvalidInput(format!("compile: {e}"))),
         };
+        if let Ok(t) = template {
+            failures.extend(
+                prepared_mismatch(t, case, &case_options(case, &special, now), &got)
+                    .map(|p| format!("{name} / {case_name}: {p}")),
+            );
+        }
         let problem = match (expected.get("text").and_then(Value::as_str), &got) {
             (Some(want), Ok(out)) if out.text == want => None,
             (Some(want), Ok(out)) => Some(format!(
@@ -93,6 +99,36 @@ fn check(
         }
     }
     failures
+}
+
+/// Renders `case` through [`PreparedChat`] twice (the second render reuses the tools' `tojson`
+/// text); both must equal `apply_json`'s result.
+fn prepared_mismatch(
+    template: &ChatTemplate,
+    case: &Value,
+    opts: &ApplyOptions,
+    direct: &Result<Rendered, Error>,
+) -> Option<String> {
+    let mut opts = opts.clone();
+    let tools = opts.tools.take();
+    let chat = match PreparedChat::new(&case_messages(case), tools.as_deref()) {
+        Ok(chat) => chat,
+        Err(e) => return direct.is_ok().then(|| format!("prepare failed: {e}")),
+    };
+    for round in 0..2 {
+        let got = template.apply_prepared(&chat, &opts);
+        let same = match (&got, direct) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(a), Err(b)) => a.to_string() == b.to_string(),
+            _ => false,
+        };
+        if !same {
+            return Some(format!(
+                "apply_prepared (render {round}) differs from apply_json: {got:?} vs {direct:?}"
+            ));
+        }
+    }
+    None
 }
 
 #[test]

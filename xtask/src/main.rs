@@ -1,8 +1,10 @@
 //! kiln's development tasks: `cargo xtask <task>`.
 
 mod artifacts;
+mod bench;
 mod chat;
 mod fetch;
+mod svg;
 mod test;
 
 use anyhow::Result;
@@ -36,6 +38,24 @@ enum Task {
         #[arg(last = true)]
         kiln_args: Vec<String>,
     },
+    /// Every measurement: the criterion benches on CPU with their Python references in the same
+    /// run, and the GPU suite where a CUDA device is present. Writes `target/kiln-bench/report.md`,
+    /// `report.json` and SVG plots.
+    Bench {
+        /// Short runs (1 s warm-up, 2 s measurement per benchmark).
+        #[arg(long)]
+        quick: bool,
+        /// Only the benches whose name contains this (`quant_codec`, `chat_template`).
+        #[arg(long)]
+        filter: Option<String>,
+        /// The Python that runs the references (default: `$KILN_BENCH_PYTHON`, else a venv made
+        /// in `target/kiln-bench/venv` from the pinned requirements).
+        #[arg(long)]
+        python: Option<std::path::PathBuf>,
+        /// Do not run the Python references (no ratios).
+        #[arg(long)]
+        no_python: bool,
+    },
     /// The full check that CI runs: fmt, clippy, every test on CPU and the GPU code type-checked.
     Test {
         /// Skip `cargo fmt --check` and clippy (for a quick local run).
@@ -65,5 +85,16 @@ fn run(cli: Cli) -> Result<()> {
         }
         Task::Chat { prompt, kiln_args } => chat::run(prompt, &kiln_args),
         Task::Test { no_lint } => test::run(!no_lint),
+        Task::Bench {
+            quick,
+            filter,
+            python,
+            no_python,
+        } => bench::run(&bench::Options {
+            quick,
+            filter,
+            python,
+            no_python,
+        }),
     }
 }
