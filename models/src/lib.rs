@@ -7,7 +7,9 @@
 //! assert_eq!(config.rope_theta(None), Some(1e4));
 //! ```
 
+pub mod bert;
 pub mod config;
+pub mod embed;
 mod error;
 
 pub use error::ModelError;
