@@ -24,11 +24,21 @@ impl ModelArgs {
         &self,
         device: B::Device,
     ) -> Result<ChatPipeline<B>> {
-        let options = LoadOptions::<B> {
+        Ok(ChatPipeline::<B>::load(
+            &self.model,
+            &self.options(device)?,
+        )?)
+    }
+
+    /// The load options these flags describe, on `device`.
+    pub fn options<B: burn::tensor::backend::Backend>(
+        &self,
+        device: B::Device,
+    ) -> Result<LoadOptions<B>> {
+        Ok(LoadOptions::<B> {
             device,
             attention: self.attention()?,
-        };
-        Ok(ChatPipeline::<B>::load(&self.model, &options)?)
+        })
     }
 
     /// The parsed `--attn`.
