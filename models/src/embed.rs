@@ -29,6 +29,7 @@ use crate::ModelError;
 use crate::config::ModelConfig;
 use crate::model::Encoder;
 use crate::pipeline::LoadOptions;
+use crate::registry::Registry;
 
 /// How token states become one sentence vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,29 +255,6 @@ pub fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
     x / norm
 }
 
-/// Builds the encoder architecture a `config.json` names.
-fn build_encoder<B: Backend>(
-    config: &ModelConfig,
-    source: &mut dyn crate::weights::WeightSource,
-    options: &LoadOptions<B>,
-) -> Result<Box<dyn Encoder<B>>, ModelError> {
-    match config.architecture {
-        Some(crate::config::Architecture::Bert) => {
-            let c = crate::bert::BertConfig::from_config(config)?;
-            Ok(Box::new(crate::bert::Bert::load(
-                c,
-                source,
-                options.attention,
-                &options.device,
-            )?))
-        }
-        _ => Err(ModelError::UnknownArchitecture {
-            model_type: config.model_type.clone(),
-            known: "bert (encoders)".into(),
-        }),
-    }
-}
-
 fn tokenizer_err(context: impl Into<String>, e: impl fmt::Display) -> ModelError {
     ModelError::Template(kiln_chat_template::Error::Tokenizer {
         context: context.into(),
@@ -301,9 +279,19 @@ impl<B: Backend> EmbeddingPipeline<B> {
     /// Loads an HF model dir: `config.json` (an encoder architecture), safetensors,
     /// `tokenizer.json`, and the sentence-transformers files when present.
     pub fn load(dir: &Path, options: &LoadOptions<B>) -> Result<Self, ModelError> {
+        Self::load_with(dir, options, &Registry::default())
+    }
+
+    /// [`EmbeddingPipeline::load`] with the encoders of `registry` (built-ins and those other
+    /// crates registered).
+    pub fn load_with(
+        dir: &Path,
+        options: &LoadOptions<B>,
+        registry: &Registry<B>,
+    ) -> Result<Self, ModelError> {
         let model_config = ModelConfig::from_file(&dir.join("config.json"))?;
         let mut source = crate::weights::SafetensorsSource::open(dir)?;
-        let encoder = build_encoder(&model_config, &mut source, options)?;
+        let encoder = registry.build_encoder(&model_config, &mut source, options)?;
         let tokenizer_path = dir.join("tokenizer.json");
         let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path)
             .map_err(|e| tokenizer_err(tokenizer_path.display().to_string(), e))?;

@@ -20,4 +20,5 @@ pub mod llama;
 pub mod model;
 pub mod nn;
 pub mod pipeline;
+pub mod registry;
 pub mod weights;
