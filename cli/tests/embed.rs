@@ -150,3 +150,59 @@ fn embed_human_output_and_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`llama`"), "{err}");
 }
+
+/// A Hugging Face cache holding MiniLM as `sentence-transformers/all-MiniLM-L6-v2` (the
+/// snapshot is a symlink to the artifact dir, as the hub cache links its blobs).
+#[cfg(unix)]
+fn fake_hub_cache() -> PathBuf {
+    let root = std::env::temp_dir().join(format!("kiln-embed-hub-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let repo = root.join("models--sentence-transformers--all-MiniLM-L6-v2");
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::create_dir_all(repo.join("snapshots")).unwrap();
+    std::fs::write(
+        repo.join("refs/main"),
+        "c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        std::fs::canonicalize(model()).unwrap(),
+        repo.join("snapshots/c9745ed1d9f207416be6d2e6f8de32d1f16199bf"),
+    )
+    .unwrap();
+    root
+}
+
+#[cfg(unix)]
+#[test]
+fn model_by_hub_id_from_the_cache() {
+    let cache = fake_hub_cache();
+    let run = |spec: &str| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["--device", "cpu", "embed", "--json", "--model", spec])
+            .arg("This is an example sentence")
+            .env_remove("KILN_DEVICE")
+            .env("HF_HUB_CACHE", &cache)
+            .output()
+            .expect("kiln runs")
+    };
+    let out = run("sentence-transformers/all-MiniLM-L6-v2");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_json_lines(&out.stdout, "embedding", &["This is an example sentence"]);
+
+    let out = run("sentence-transformers/all-mpnet-base-v2");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let looked = cache.join("models--sentence-transformers--all-mpnet-base-v2");
+    assert!(err.contains(&looked.display().to_string()), "{err}");
+
+    let out = run("sentence-transformers/all-MiniLM-L6-v2@v9");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not at revision `v9`"), "{err}");
+    std::fs::remove_dir_all(&cache).unwrap();
+}

@@ -21,4 +21,5 @@ pub mod model;
 pub mod nn;
 pub mod pipeline;
 pub mod registry;
+pub mod resolve;
 pub mod weights;

@@ -6,11 +6,14 @@ use anyhow::{Context, Result};
 use kiln_attention::AttentionImpl;
 use kiln_models::generate::GenerationConfig;
 use kiln_models::pipeline::{ChatPipeline, LoadOptions};
+use kiln_models::resolve::{Resolved, resolve_model};
 
 /// `--model` and `--attn`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// An HF model dir (config.json, safetensors, tokenizer) or a `.gguf` file.
+    /// An HF model dir (config.json, safetensors, tokenizer), a `.gguf` file, or a hub id
+    /// (`org/name[@revision][/file]`) already in the Hugging Face cache (`$HF_HUB_CACHE`,
+    /// `$HF_HOME/hub`, `~/.cache/huggingface/hub`).
     #[arg(long, short = 'm', env = "KILN_MODEL")]
     pub model: PathBuf,
     /// Attention implementation (transformers' `attn_implementation` names work too).
@@ -25,9 +28,16 @@ impl ModelArgs {
         device: B::Device,
     ) -> Result<ChatPipeline<B>> {
         Ok(ChatPipeline::<B>::load(
-            &self.model,
+            &self.resolve()?.path,
             &self.options(device)?,
         )?)
+    }
+
+    /// The model dir or file `--model` names (hub ids looked up in the local cache).
+    pub fn resolve(&self) -> Result<Resolved> {
+        let resolved = resolve_model(&self.model)?;
+        tracing::info!("model: {resolved}");
+        Ok(resolved)
     }
 
     /// The load options these flags describe, on `device`.

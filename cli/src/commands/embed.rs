@@ -89,7 +89,8 @@ impl Job for Embed {
         if args.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-        let path = &args.model.model;
+        let resolved = args.model.resolve()?;
+        let path = &resolved.path;
         if path.is_file() {
             bail!(
                 "{}: embeddings need an HF model dir (config.json, safetensors, tokenizer.json)",
