@@ -1,4 +1,4 @@
-//! `kiln`: chat, generate, quantize, inspect and template with LLMs on burn.
+//! `kiln`: chat, generate, embed, quantize, inspect and template with LLMs on burn.
 
 mod commands;
 mod device;
@@ -40,6 +40,8 @@ enum Command {
     Chat(commands::chat::Args),
     /// Answer one prompt (streamed, or `--json` with token ids and the stop reason).
     Generate(commands::generate::Args),
+    /// Sentence embeddings from an encoder (BERT, sentence-transformers dirs): text or JSON lines.
+    Embed(commands::embed::Args),
     /// Print a checkpoint's architecture, dtypes, quantization, parameter count and size.
     Inspect(commands::inspect::Args),
     /// Quantize an HF safetensors model into a bitsandbytes (transformers-loadable) checkpoint.
@@ -90,6 +92,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Chat(args) => commands::chat::run(cli.device.resolve()?, args),
         Command::Generate(args) => commands::generate::run(cli.device.resolve()?, args),
+        Command::Embed(args) => commands::embed::run(cli.device.resolve()?, args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Quantize(args) => commands::quantize::run(args),
         Command::Template(args) => commands::template::run(args),

@@ -25,6 +25,7 @@ fn help_lists_global_flags() {
         "completions",
         "chat",
         "generate",
+        "embed",
         "inspect",
         "quantize",
         "template",

@@ -7,7 +7,9 @@
 //! assert_eq!(config.rope_theta(None), Some(1e4));
 //! ```
 
+pub mod bert;
 pub mod config;
+pub mod embed;
 mod error;
 
 pub use error::ModelError;
@@ -18,4 +20,6 @@ pub mod llama;
 pub mod model;
 pub mod nn;
 pub mod pipeline;
+pub mod registry;
+pub mod resolve;
 pub mod weights;

@@ -14,6 +14,7 @@ use crate::generate::{Generation, GenerationConfig, StopReason, generate};
 use crate::gguf::Gguf;
 use crate::llama::{Llama, LlamaConfig};
 use crate::model::CausalLm;
+use crate::registry::Registry;
 use crate::weights::{GgufSource, SafetensorsSource, WeightSource};
 
 /// How to load a model.
@@ -49,20 +50,34 @@ impl<B: Backend> ChatPipeline<B> {
     /// Loads an HF model dir (config.json, safetensors, tokenizer.json, chat template) or a
     /// `.gguf` file (config, tokenizer and template from its metadata).
     pub fn load(path: &Path, options: &LoadOptions<B>) -> Result<Self, ModelError> {
+        Self::load_with(path, options, &Registry::default())
+    }
+
+    /// [`ChatPipeline::load`] with the architectures of `registry` (built-ins and those other
+    /// crates registered).
+    pub fn load_with(
+        path: &Path,
+        options: &LoadOptions<B>,
+        registry: &Registry<B>,
+    ) -> Result<Self, ModelError> {
         if path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
         {
-            Self::load_gguf(path, options)
+            Self::load_gguf(path, options, registry)
         } else {
-            Self::load_dir(path, options)
+            Self::load_dir(path, options, registry)
         }
     }
 
-    fn load_dir(dir: &Path, options: &LoadOptions<B>) -> Result<Self, ModelError> {
+    fn load_dir(
+        dir: &Path,
+        options: &LoadOptions<B>,
+        registry: &Registry<B>,
+    ) -> Result<Self, ModelError> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let mut source = SafetensorsSource::open(dir)?;
-        let model = build_model(&config, &mut source, options)?;
+        let model = registry.build_causal_lm(&config, &mut source, options)?;
         let tokenizer = Tokenizer::from_dir(dir)?;
         let template = ChatTemplate::from_model_dir(dir)?;
         let generation_config = dir.join("generation_config.json");
@@ -83,9 +98,22 @@ impl<B: Backend> ChatPipeline<B> {
         })
     }
 
-    fn load_gguf(path: &Path, options: &LoadOptions<B>) -> Result<Self, ModelError> {
+    fn load_gguf(
+        path: &Path,
+        options: &LoadOptions<B>,
+        registry: &Registry<B>,
+    ) -> Result<Self, ModelError> {
         let file = Gguf::open(path)?;
         let hints = file.hints()?;
+        if !registry.has_gguf_causal_lm(&hints.architecture) {
+            return Err(ModelError::UnknownArchitecture {
+                model_type: hints.architecture.clone(),
+                known: format!(
+                    "{} (GGUF)",
+                    registry.gguf_architectures().collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
         let gt = file.tokenizer()?;
         let source_template = gt
             .chat_template
@@ -98,22 +126,8 @@ impl<B: Backend> ChatPipeline<B> {
         let stop_ids = gt.stop_ids();
         let tokenizer = gt.into_chat_tokenizer();
         let terminators = tokenizer.terminators_with(&template, &stop_ids);
-        let config = match hints.architecture.as_str() {
-            "llama" => LlamaConfig::from_gguf_hints(&hints)?,
-            other => {
-                return Err(ModelError::UnknownArchitecture {
-                    model_type: other.to_owned(),
-                    known: "llama (GGUF)".into(),
-                });
-            }
-        };
         let mut source = GgufSource::new(file)?;
-        let model: Box<dyn CausalLm<B>> = Box::new(Llama::load(
-            config,
-            &mut source,
-            options.attention,
-            &options.device,
-        )?);
+        let model = registry.build_gguf_causal_lm(&hints, &mut source, options)?;
         Ok(Self {
             model,
             tokenizer,
@@ -197,8 +211,8 @@ impl<B: Backend> ChatPipeline<B> {
     }
 }
 
-/// Builds the architecture a `config.json` names.
-fn build_model<B: Backend>(
+/// Builds the built-in decoder a `config.json` names (the [`Registry`]'s built-in entries).
+pub(crate) fn build_model<B: Backend>(
     config: &ModelConfig,
     source: &mut dyn WeightSource,
     options: &LoadOptions<B>,

@@ -6,11 +6,14 @@ use anyhow::{Context, Result};
 use kiln_attention::AttentionImpl;
 use kiln_models::generate::GenerationConfig;
 use kiln_models::pipeline::{ChatPipeline, LoadOptions};
+use kiln_models::resolve::{Resolved, resolve_model};
 
 /// `--model` and `--attn`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// An HF model dir (config.json, safetensors, tokenizer) or a `.gguf` file.
+    /// An HF model dir (config.json, safetensors, tokenizer), a `.gguf` file, or a hub id
+    /// (`org/name[@revision][/file]`) already in the Hugging Face cache (`$HF_HUB_CACHE`,
+    /// `$HF_HOME/hub`, `~/.cache/huggingface/hub`).
     #[arg(long, short = 'm', env = "KILN_MODEL")]
     pub model: PathBuf,
     /// Attention implementation (transformers' `attn_implementation` names work too).
@@ -24,11 +27,28 @@ impl ModelArgs {
         &self,
         device: B::Device,
     ) -> Result<ChatPipeline<B>> {
-        let options = LoadOptions::<B> {
+        Ok(ChatPipeline::<B>::load(
+            &self.resolve()?.path,
+            &self.options(device)?,
+        )?)
+    }
+
+    /// The model dir or file `--model` names (hub ids looked up in the local cache).
+    pub fn resolve(&self) -> Result<Resolved> {
+        let resolved = resolve_model(&self.model)?;
+        tracing::info!("model: {resolved}");
+        Ok(resolved)
+    }
+
+    /// The load options these flags describe, on `device`.
+    pub fn options<B: burn::tensor::backend::Backend>(
+        &self,
+        device: B::Device,
+    ) -> Result<LoadOptions<B>> {
+        Ok(LoadOptions::<B> {
             device,
             attention: self.attention()?,
-        };
-        Ok(ChatPipeline::<B>::load(&self.model, &options)?)
+        })
     }
 
     /// The parsed `--attn`.

@@ -2,13 +2,15 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use kiln_models::inspect::inspect;
+use kiln_models::resolve::resolve_model;
 
 /// Arguments of `kiln inspect`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// An HF model dir, a `.safetensors` file or a `.gguf` file.
+    /// An HF model dir, a `.safetensors` file, a `.gguf` file, or a hub id (`org/name`) in the
+    /// Hugging Face cache.
     pub model: PathBuf,
     /// Print JSON.
     #[arg(long)]
@@ -16,10 +18,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if !args.model.exists() {
-        bail!("{}: no such file or directory", args.model.display());
-    }
-    let summary = inspect(&args.model)?;
+    let summary = inspect(&resolve_model(&args.model)?.path)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());

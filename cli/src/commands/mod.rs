@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod common;
+pub mod embed;
 pub mod generate;
 pub mod inspect;
 pub mod quantize;
