@@ -270,6 +270,17 @@ impl<'a> Pass<'a> {
     }
 }
 
+/// `cap * tanh(x / cap)` (Gemma 2's final logit soft-capping).
+pub(crate) fn softcap<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    cap: Option<f64>,
+) -> Tensor<B, D> {
+    match cap {
+        Some(cap) => x.div_scalar(cap).tanh().mul_scalar(cap),
+        None => x,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
