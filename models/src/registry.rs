@@ -35,7 +35,6 @@ use crate::ModelError;
 use crate::bert::{Bert, BertConfig};
 use crate::config::{Architecture, ModelConfig};
 use crate::gguf::ModelHints;
-use crate::llama::{Llama, LlamaConfig};
 use crate::model::{CausalLm, Encoder};
 use crate::pipeline::LoadOptions;
 use crate::weights::WeightSource;
@@ -105,7 +104,8 @@ impl<B: Backend> Registry<B> {
     }
 
     /// The built-in architectures: every decoder of [`Architecture::ALL`] (built by the chat
-    /// pipeline's dispatch), Llama-family GGUF files, and BERT encoders.
+    /// pipeline's dispatch), the GGUF architectures of
+    /// [`GGUF_ARCHITECTURES`](crate::pipeline::GGUF_ARCHITECTURES), and BERT encoders.
     pub fn with_builtins() -> Self {
         let mut r = Self::empty();
         for (name, arch) in Architecture::ALL {
@@ -113,15 +113,9 @@ impl<B: Backend> Registry<B> {
                 r.register_causal_lm(name, crate::pipeline::build_model::<B>);
             }
         }
-        r.register_gguf_causal_lm("llama", |hints, weights, options| {
-            let c = LlamaConfig::from_gguf_hints(hints)?;
-            Ok(Box::new(Llama::load(
-                c,
-                weights,
-                options.attention,
-                &options.device,
-            )?))
-        });
+        for arch in crate::pipeline::GGUF_ARCHITECTURES.split(", ") {
+            r.register_gguf_causal_lm(arch, crate::pipeline::build_gguf_model::<B>);
+        }
         r.register_encoder("bert", |config, weights, options| {
             let c = BertConfig::from_config(config)?;
             Ok(Box::new(Bert::load(
