@@ -1,4 +1,5 @@
-//! Llama logits and greedy tokens on a GPU backend against transformers' fixtures.
+//! Logits and greedy tokens of every tiny decoder fixture (Llama, Mistral, Gemma 1/2/3) on a GPU
+//! backend against transformers' f32 fixtures.
 //!
 //! `cargo run -p kiln-models --features cuda --example device_parity -- testdata/models`
 //! (with `--features wgpu` it runs on wgpu instead). Prints the largest logit difference to the
@@ -10,10 +11,8 @@ use std::path::Path;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use kiln_attention::AttentionImpl;
-use kiln_models::config::ModelConfig;
 use kiln_models::generate::{GenerationConfig, generate};
-use kiln_models::llama::{Llama, LlamaConfig};
-use kiln_models::weights::SafetensorsSource;
+use kiln_models::pipeline::{LoadOptions, load_model};
 
 #[cfg(feature = "cuda")]
 type Gpu = burn::backend::Cuda;
@@ -23,9 +22,11 @@ type Gpu = burn::backend::Wgpu;
 type Gpu = burn::backend::NdArray;
 
 fn check<B: Backend>(dir: &Path, device: &B::Device) -> Result<bool, Box<dyn std::error::Error>> {
-    let config = LlamaConfig::from_config(&ModelConfig::from_file(&dir.join("config.json"))?)?;
-    let mut source = SafetensorsSource::open(dir)?;
-    let model = Llama::<B>::load(config, &mut source, AttentionImpl::Eager, device)?;
+    let options = LoadOptions::<B> {
+        device: device.clone(),
+        attention: AttentionImpl::Eager,
+    };
+    let model = load_model::<B>(dir, &options)?;
     let expected: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("expected.json"))?)?;
     let mut ok = true;
@@ -46,7 +47,8 @@ fn check<B: Backend>(dir: &Path, device: &B::Device) -> Result<bool, Box<dyn std
             .zip(want.concat())
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        let pass = diff < 1e-4;
+        // The CPU tests hold 1e-4; GPU f32 matmuls accumulate differently (see BENCHMARKS.md).
+        let pass = diff < 1e-3;
         ok &= pass;
         println!(
             "{}: {} tokens, max |logit diff| {diff:.2e} {}",
@@ -63,7 +65,7 @@ fn check<B: Backend>(dir: &Path, device: &B::Device) -> Result<bool, Box<dyn std
             ..GenerationConfig::greedy(want.len())
         };
         let out = generate::<B, _>(
-            &model,
+            model.as_ref(),
             &prompt,
             &config,
             device,
@@ -89,7 +91,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = Default::default();
     println!("backend: {}", std::any::type_name::<Gpu>());
     let mut ok = true;
-    for name in ["tiny-llama", "tiny-llama3-tied"] {
+    for name in [
+        "tiny-llama",
+        "tiny-llama3-tied",
+        "tiny-mistral",
+        "tiny-gemma",
+        "tiny-gemma2",
+        "tiny-gemma3",
+    ] {
         ok &= check::<Gpu>(&Path::new(&root).join(name), &device)?;
     }
     if !ok {

@@ -32,7 +32,7 @@ use burn::tensor::module::embedding;
 use burn::tensor::{Int, Tensor};
 use kiln_models::ModelError;
 use kiln_models::config::ModelConfig;
-use kiln_models::model::CausalLm;
+use kiln_models::model::{AttentionMask, CausalLm};
 use kiln_models::nn::KvCache;
 use kiln_models::registry::Registry;
 use kiln_models::weights::WeightSource;
@@ -101,9 +101,11 @@ impl<B: Backend> ToyBigram<B> {
 }
 
 impl<B: Backend> CausalLm<B> for ToyBigram<B> {
-    fn forward(
+    // Each position sees only its own token, so padding (the attention mask) changes nothing.
+    fn forward_with(
         &self,
         ids: Tensor<B, 2, Int>,
+        _attention_mask: Option<&AttentionMask>,
         cache: &mut KvCache<B>,
         last_only: bool,
     ) -> Result<Tensor<B, 3>, ModelError> {
