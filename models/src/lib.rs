@@ -11,6 +11,7 @@ pub mod config;
 mod error;
 
 pub use error::ModelError;
+pub mod eval;
 pub mod generate;
 pub mod gguf;
 pub mod inspect;

@@ -4,5 +4,6 @@ pub mod chat;
 pub mod common;
 pub mod generate;
 pub mod inspect;
+pub mod perplexity;
 pub mod quantize;
 pub mod template;
