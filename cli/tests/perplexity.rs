@@ -94,8 +94,9 @@ fn perplexity_matches_transformers_recipe() {
         v["nll_sum"].as_f64().unwrap(),
         fx["nll_sum"].as_f64().unwrap(),
     );
+    // Measured: 6e-8 relative; f32 summation order on another CPU stays far below 1e-4.
     assert!(
-        (nll - want_nll).abs() / want_nll < 5e-3,
+        (nll - want_nll).abs() / want_nll < 1e-4,
         "{nll} vs {want_nll}"
     );
     for (got, want) in v["window_nll_sums"].as_array().unwrap().iter().zip(windows) {
