@@ -1,14 +1,17 @@
 //! The eager implementation: plain burn tensor ops, the readable reference.
 
-use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor};
 
-use crate::{AttentionError, AttentionOptions};
+use crate::{AttentionError, AttentionOptions, mask};
 
-/// Attention with plain tensor ops (see [`crate::attention`] for shapes).
+/// Attention with plain tensor ops (see [`crate::attention`] for shapes and
+/// [`AttentionOptions`] for what is masked).
 ///
-/// K/V heads are repeated for GQA here; rows whose keys are all masked produce zeros.
+/// K/V heads are repeated for GQA here. Scores are soft-capped, masked and normalized in f32
+/// whatever the input dtype (as transformers upcasts its softmax); rows whose keys are all
+/// masked produce zeros.
 pub fn eager_attention<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -30,6 +33,7 @@ pub fn eager_attention<B: Backend>(
             "{q_heads} query heads is not a multiple of {kv_heads} key/value heads"
         )));
     }
+    options.validate(batch, k_len)?;
     let group = q_heads / kv_heads;
     let (k, v) = if group > 1 {
         (repeat_heads(k, group), repeat_heads(v, group))
@@ -37,25 +41,32 @@ pub fn eager_attention<B: Backend>(
         (k, v)
     };
 
+    let dtype = q.dtype();
     let scale = options.scale.unwrap_or(1.0 / (head_dim as f64).sqrt());
     let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
-    if !options.causal {
-        return Ok(softmax(scores, 3).matmul(v));
-    }
-    // Query i sees keys 0..=i + offset (bottom-right alignment).
-    let offset = k_len as i64 - q_len as i64;
-    let device = scores.device();
-    let rows = Tensor::<B, 1, burn::tensor::Int>::arange(0..q_len as i64, &device)
-        .reshape([q_len, 1])
-        .add_scalar(offset);
-    let cols =
-        Tensor::<B, 1, burn::tensor::Int>::arange(0..k_len as i64, &device).reshape([1, k_len]);
-    let masked = cols.greater(rows).reshape([1, 1, q_len, k_len]);
-    let masked = masked.expand([batch, q_heads, q_len, k_len]);
-    let scores = scores.mask_fill(masked.clone(), f32::NEG_INFINITY);
-    let probs = softmax(scores, 3);
-    // A row with every key masked is all NaN after softmax: make it zeros.
-    let probs = probs.clone().mask_fill(probs.is_nan(), 0.0);
+    let half = matches!(dtype, DType::F16 | DType::BF16);
+    let scores = if half {
+        scores.cast(DType::F32)
+    } else {
+        scores
+    };
+    let scores = match options.softcap {
+        Some(cap) => scores.div_scalar(cap).tanh().mul_scalar(cap),
+        None => scores,
+    };
+    let probs = match mask::build::<B>(options, batch, q_len, k_len, &scores.device()) {
+        None => softmax(scores, 3),
+        Some(masked) => {
+            let dead = masked.clone().all_dim(3);
+            let scores = scores.mask_fill(
+                masked.expand([batch, q_heads, q_len, k_len]),
+                f32::NEG_INFINITY,
+            );
+            // A row with every key masked is NaN after softmax: make it zeros.
+            softmax(scores, 3).mask_fill(dead.expand([batch, q_heads, q_len, k_len]), 0.0)
+        }
+    };
+    let probs = if half { probs.cast(dtype) } else { probs };
     Ok(probs.matmul(v))
 }
 

@@ -12,10 +12,14 @@ mod error;
 
 pub use error::ModelError;
 pub mod eval;
+pub mod gemma;
+pub mod gemma2;
+pub mod gemma3;
 pub mod generate;
 pub mod gguf;
 pub mod inspect;
 pub mod llama;
+pub mod mistral;
 pub mod model;
 pub mod nn;
 pub mod pipeline;

@@ -2,16 +2,19 @@
 //!
 //! Pre-norm decoder: RMSNorm, attention with RoPE and grouped K/V heads, RMSNorm, SwiGLU MLP.
 
-use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::embedding;
 use burn::tensor::{Int, Tensor};
-use kiln_attention::{AttentionImpl, AttentionOptions, attention};
+use kiln_attention::AttentionImpl;
 use serde::Deserialize;
 
 use crate::ModelError;
 use crate::config::ModelConfig;
-use crate::nn::{KvCache, LayerCache, Linear, RmsNorm, Rope, RopeScaling};
+use crate::model::{AttentionMask, CausalLm, Pass};
+use crate::nn::{
+    Activation, AttentionSpec, GatedMlp, KvCache, LayerCache, Linear, RmsNorm, Rope, RopeScaling,
+    RopeTables, SelfAttention,
+};
 use crate::weights::WeightSource;
 
 /// The `config.json` keys Llama reads.
@@ -45,6 +48,12 @@ pub struct LlamaConfig {
     /// Bias on the MLP projections.
     #[serde(default)]
     pub mlp_bias: bool,
+    /// The MLP's gate activation.
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    /// Sliding-window attention on every layer (Mistral; Llama configs have none).
+    #[serde(skip)]
+    pub sliding_window: Option<usize>,
     /// RoPE base (filled from either config layout).
     #[serde(skip)]
     pub rope_theta: f64,
@@ -55,6 +64,10 @@ pub struct LlamaConfig {
 
 fn default_eps() -> f64 {
     1e-6
+}
+
+fn default_act() -> String {
+    "silu".into()
 }
 
 fn no_scaling() -> RopeScaling {
@@ -110,6 +123,8 @@ impl LlamaConfig {
             tie_word_embeddings: h.tie_word_embeddings,
             attention_bias: false,
             mlp_bias: false,
+            hidden_act: default_act(),
+            sliding_window: h.sliding_window,
             rope_theta: f64::from(h.rope_theta.unwrap_or(10000.0)),
             rope_scaling,
         })
@@ -127,122 +142,87 @@ impl LlamaConfig {
     }
 }
 
-struct Attention<B: Backend> {
-    q_proj: Linear<B>,
-    k_proj: Linear<B>,
-    v_proj: Linear<B>,
-    o_proj: Linear<B>,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
+/// A pre-norm decoder layer: `x += attn(norm(x)); x += mlp(norm(x))` (Llama, Mistral, Gemma 1).
+#[derive(Debug, Clone)]
+pub(crate) struct Layer<B: Backend> {
+    input_layernorm: RmsNorm<B>,
+    self_attn: SelfAttention<B>,
+    post_attention_layernorm: RmsNorm<B>,
+    mlp: GatedMlp<B>,
 }
 
-impl<B: Backend> Attention<B> {
-    fn load(
-        c: &LlamaConfig,
+/// What [`Layer::load`] needs besides the weights.
+pub(crate) struct LayerSpec {
+    pub attention: AttentionSpec,
+    pub intermediate: usize,
+    pub mlp_bias: bool,
+    pub activation: Activation,
+    pub eps: f64,
+    /// Gemma's `(1 + w)` norms.
+    pub unit_offset: bool,
+}
+
+impl<B: Backend> Layer<B> {
+    pub(crate) fn load(
         src: &mut dyn WeightSource,
         p: &str,
+        spec: &LayerSpec,
         device: &B::Device,
     ) -> Result<Self, ModelError> {
-        let (h, hd, bias) = (c.hidden_size, c.head_dim(), c.attention_bias);
+        let (h, eps, offset) = (spec.attention.hidden, spec.eps, spec.unit_offset);
         Ok(Self {
-            q_proj: Linear::load(
+            input_layernorm: RmsNorm::load(
                 src,
-                &format!("{p}.q_proj"),
+                &format!("{p}.input_layernorm"),
                 h,
-                c.num_attention_heads * hd,
-                bias,
+                eps,
+                offset,
                 device,
             )?,
-            k_proj: Linear::load(
+            self_attn: SelfAttention::load(
                 src,
-                &format!("{p}.k_proj"),
-                h,
-                c.kv_heads() * hd,
-                bias,
+                &format!("{p}.self_attn"),
+                &spec.attention,
                 device,
             )?,
-            v_proj: Linear::load(
+            post_attention_layernorm: RmsNorm::load(
                 src,
-                &format!("{p}.v_proj"),
+                &format!("{p}.post_attention_layernorm"),
                 h,
-                c.kv_heads() * hd,
-                bias,
+                eps,
+                offset,
                 device,
             )?,
-            o_proj: Linear::load(
+            mlp: GatedMlp::load(
                 src,
-                &format!("{p}.o_proj"),
-                c.num_attention_heads * hd,
+                &format!("{p}.mlp"),
                 h,
-                bias,
+                spec.intermediate,
+                spec.mlp_bias,
+                spec.activation,
                 device,
             )?,
-            heads: c.num_attention_heads,
-            kv_heads: c.kv_heads(),
-            head_dim: hd,
         })
     }
 
-    fn forward(
+    pub(crate) fn forward(
         &self,
         x: Tensor<B, 3>,
-        rope: &Rope,
-        start: usize,
+        rope: &RopeTables<B>,
+        mask: Option<&AttentionMask>,
         cache: &mut LayerCache<B>,
         implementation: AttentionImpl,
     ) -> Result<Tensor<B, 3>, ModelError> {
-        let [b, s, _] = x.dims();
-        let split =
-            |t: Tensor<B, 3>, heads: usize| t.reshape([b, s, heads, self.head_dim]).swap_dims(1, 2);
-        let q = rope.apply(split(self.q_proj.forward(x.clone()), self.heads), start);
-        let k = rope.apply(split(self.k_proj.forward(x.clone()), self.kv_heads), start);
-        let v = split(self.v_proj.forward(x), self.kv_heads);
-        let (k, v) = cache.append(k, v, None);
-        let out = attention(implementation, q, k, v, &AttentionOptions::causal())
-            .map_err(|e| ModelError::Config(e.to_string()))?;
-        let out = out
-            .swap_dims(1, 2)
-            .reshape([b, s, self.heads * self.head_dim]);
-        Ok(self.o_proj.forward(out))
+        let h = self.input_layernorm.forward(x.clone());
+        let x = x + self
+            .self_attn
+            .forward(h, rope, mask, cache, implementation)?;
+        let h = self.post_attention_layernorm.forward(x.clone());
+        Ok(x + self.mlp.forward(h))
     }
 }
 
-struct Mlp<B: Backend> {
-    gate_proj: Linear<B>,
-    up_proj: Linear<B>,
-    down_proj: Linear<B>,
-}
-
-impl<B: Backend> Mlp<B> {
-    fn load(
-        c: &LlamaConfig,
-        src: &mut dyn WeightSource,
-        p: &str,
-        device: &B::Device,
-    ) -> Result<Self, ModelError> {
-        let (h, i, bias) = (c.hidden_size, c.intermediate_size, c.mlp_bias);
-        Ok(Self {
-            gate_proj: Linear::load(src, &format!("{p}.gate_proj"), h, i, bias, device)?,
-            up_proj: Linear::load(src, &format!("{p}.up_proj"), h, i, bias, device)?,
-            down_proj: Linear::load(src, &format!("{p}.down_proj"), i, h, bias, device)?,
-        })
-    }
-
-    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.down_proj
-            .forward(silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
-    }
-}
-
-struct Layer<B: Backend> {
-    input_layernorm: RmsNorm<B>,
-    self_attn: Attention<B>,
-    post_attention_layernorm: RmsNorm<B>,
-    mlp: Mlp<B>,
-}
-
-/// A Llama causal LM.
+/// A Llama causal LM (also Mistral: [`crate::mistral`]).
 pub struct Llama<B: Backend> {
     config: LlamaConfig,
     embed_tokens: Tensor<B, 2>,
@@ -264,30 +244,27 @@ impl<B: Backend> Llama<B> {
         let (h, eps) = (config.hidden_size, config.rms_norm_eps);
         let embed_tokens =
             src.tensor::<B, 2>("model.embed_tokens.weight", [config.vocab_size, h], device)?;
-        let mut layers = Vec::with_capacity(config.num_hidden_layers);
-        for i in 0..config.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            layers.push(Layer {
-                input_layernorm: RmsNorm::load(
-                    src,
-                    &format!("{p}.input_layernorm"),
-                    h,
-                    eps,
-                    false,
-                    device,
-                )?,
-                self_attn: Attention::load(&config, src, &format!("{p}.self_attn"), device)?,
-                post_attention_layernorm: RmsNorm::load(
-                    src,
-                    &format!("{p}.post_attention_layernorm"),
-                    h,
-                    eps,
-                    false,
-                    device,
-                )?,
-                mlp: Mlp::load(&config, src, &format!("{p}.mlp"), device)?,
-            });
-        }
+        let spec = LayerSpec {
+            attention: AttentionSpec {
+                hidden: h,
+                heads: config.num_attention_heads,
+                kv_heads: config.kv_heads(),
+                head_dim: config.head_dim(),
+                bias: config.attention_bias,
+                scale: None,
+                softcap: None,
+                sliding_window: config.sliding_window,
+                qk_norm: None,
+            },
+            intermediate: config.intermediate_size,
+            mlp_bias: config.mlp_bias,
+            activation: Activation::from_hf(&config.hidden_act)?,
+            eps,
+            unit_offset: false,
+        };
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| Layer::load(src, &format!("model.layers.{i}"), &spec, device))
+            .collect::<Result<Vec<_>, _>>()?;
         let norm = RmsNorm::load(src, "model.norm", h, eps, false, device)?;
         let lm_head = if config.tie_word_embeddings || !src.contains("lm_head.weight") {
             Linear::from_weight(embed_tokens.clone())
@@ -324,28 +301,41 @@ impl<B: Backend> Llama<B> {
         cache: &mut KvCache<B>,
         last_only: bool,
     ) -> Result<Tensor<B, 3>, ModelError> {
-        let [_, seq] = ids.dims();
-        if seq == 0 {
-            return Err(ModelError::Config(
-                "forward needs at least one token".into(),
-            ));
-        }
-        let start = cache.seq_len;
+        self.forward_with(ids, None, cache, last_only)
+    }
+
+    /// [`Llama::forward`] with a padding mask; see [`CausalLm::forward_with`].
+    pub fn forward_with(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        mask: Option<&AttentionMask>,
+        cache: &mut KvCache<B>,
+        last_only: bool,
+    ) -> Result<Tensor<B, 3>, ModelError> {
+        let pass = Pass::new(&ids, mask, cache)?;
+        let rope = self.rope.tables(&pass.positions, &ids.device());
         let mut x = embedding(self.embed_tokens.clone(), ids);
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let h = layer.input_layernorm.forward(x.clone());
-            x = x + layer
-                .self_attn
-                .forward(h, &self.rope, start, layer_cache, self.attention)?;
-            let h = layer.post_attention_layernorm.forward(x.clone());
-            x = x + layer.mlp.forward(h);
+            x = layer.forward(x, &rope, pass.mask, layer_cache, self.attention)?;
         }
-        cache.seq_len += seq;
-        let x = if last_only {
-            x.narrow(1, seq - 1, 1)
-        } else {
-            x
-        };
+        cache.seq_len += pass.seq;
+        let x = pass.keep(x, last_only);
         Ok(self.lm_head.forward(self.norm.forward(x)))
+    }
+}
+
+impl<B: Backend> CausalLm<B> for Llama<B> {
+    fn forward_with(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        attention_mask: Option<&AttentionMask>,
+        cache: &mut KvCache<B>,
+        last_only: bool,
+    ) -> Result<Tensor<B, 3>, ModelError> {
+        Llama::forward_with(self, ids, attention_mask, cache, last_only)
+    }
+
+    fn new_cache(&self) -> KvCache<B> {
+        Llama::new_cache(self)
     }
 }

@@ -11,9 +11,13 @@ use kiln_prompting::{Completion, GenerationParams, Generator, GeneratorError};
 use crate::ModelError;
 use crate::config::{Architecture, ModelConfig};
 use crate::eval::{Perplexity, PerplexityConfig, PerplexityProgress, encode_text, perplexity};
+use crate::gemma::{Gemma, GemmaConfig};
+use crate::gemma2::{Gemma2, Gemma2Config};
+use crate::gemma3::{Gemma3, Gemma3Config};
 use crate::generate::{Generation, GenerationConfig, StopReason, generate};
-use crate::gguf::Gguf;
+use crate::gguf::{Gguf, ModelHints};
 use crate::llama::{Llama, LlamaConfig};
+use crate::mistral;
 use crate::model::CausalLm;
 use crate::weights::{GgufSource, SafetensorsSource, WeightSource};
 
@@ -99,22 +103,8 @@ impl<B: Backend> ChatPipeline<B> {
         let stop_ids = gt.stop_ids();
         let tokenizer = gt.into_chat_tokenizer();
         let terminators = tokenizer.terminators_with(&template, &stop_ids);
-        let config = match hints.architecture.as_str() {
-            "llama" => LlamaConfig::from_gguf_hints(&hints)?,
-            other => {
-                return Err(ModelError::UnknownArchitecture {
-                    model_type: other.to_owned(),
-                    known: "llama (GGUF)".into(),
-                });
-            }
-        };
         let mut source = GgufSource::new(file)?;
-        let model: Box<dyn CausalLm<B>> = Box::new(Llama::load(
-            config,
-            &mut source,
-            options.attention,
-            &options.device,
-        )?);
+        let model = build_gguf_model(&hints, &mut source, options)?;
         Ok(Self {
             model,
             tokenizer,
@@ -221,26 +211,104 @@ impl<B: Backend> ChatPipeline<B> {
     }
 }
 
-/// Builds the architecture a `config.json` names.
-fn build_model<B: Backend>(
+/// The `model_type`s [`build_model`] builds.
+pub const CAUSAL_LM_MODEL_TYPES: &str = "llama, mistral, gemma, gemma2, gemma3_text (gemma3)";
+
+/// The GGUF `general.architecture`s [`build_gguf_model`] builds.
+pub const GGUF_ARCHITECTURES: &str = "llama, mistral, gemma, gemma2, gemma3";
+
+/// Loads just the model of an HF dir (config.json + safetensors) or a `.gguf` file.
+pub fn load_model<B: Backend>(
+    path: &Path,
+    options: &LoadOptions<B>,
+) -> Result<Box<dyn CausalLm<B>>, ModelError> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        let file = Gguf::open(path)?;
+        let hints = file.hints()?;
+        let mut source = GgufSource::new(file)?;
+        build_gguf_model(&hints, &mut source, options)
+    } else {
+        let config = ModelConfig::from_file(&path.join("config.json"))?;
+        let mut source = SafetensorsSource::open(path)?;
+        build_model(&config, &mut source, options)
+    }
+}
+
+/// Builds the causal LM a `config.json` names, with weights (HF names) from `source`.
+pub fn build_model<B: Backend>(
     config: &ModelConfig,
     source: &mut dyn WeightSource,
     options: &LoadOptions<B>,
 ) -> Result<Box<dyn CausalLm<B>>, ModelError> {
-    match config.require_architecture()? {
+    let (attention, device) = (options.attention, &options.device);
+    Ok(match config.require_architecture()? {
         Architecture::Llama => {
             let c = LlamaConfig::from_config(config)?;
-            Ok(Box::new(Llama::load(
-                c,
-                source,
-                options.attention,
-                &options.device,
-            )?))
+            Box::new(Llama::load(c, source, attention, device)?)
         }
-        other => Err(ModelError::Config(format!(
-            "{other:?} models are not supported by this version of the chat pipeline"
-        ))),
-    }
+        Architecture::Mistral => {
+            let c = mistral::config_from_hf(config)?;
+            Box::new(Llama::load(c, source, attention, device)?)
+        }
+        Architecture::Gemma => {
+            let c = GemmaConfig::from_config(config)?;
+            Box::new(Gemma::load(c, source, attention, device)?)
+        }
+        Architecture::Gemma2 => {
+            let c = Gemma2Config::from_config(config)?;
+            Box::new(Gemma2::load(c, source, attention, device)?)
+        }
+        Architecture::Gemma3Text => {
+            let c = Gemma3Config::from_config(config)?;
+            Box::new(Gemma3::load(c, source, attention, device)?)
+        }
+        Architecture::Bert => {
+            return Err(ModelError::UnknownArchitecture {
+                model_type: format!("{} (an encoder, not a causal LM)", config.model_type),
+                known: CAUSAL_LM_MODEL_TYPES.into(),
+            });
+        }
+    })
+}
+
+/// Builds the causal LM a GGUF file's metadata describes (`general.architecture`).
+pub fn build_gguf_model<B: Backend>(
+    hints: &ModelHints,
+    source: &mut dyn WeightSource,
+    options: &LoadOptions<B>,
+) -> Result<Box<dyn CausalLm<B>>, ModelError> {
+    let (attention, device) = (options.attention, &options.device);
+    Ok(match hints.architecture.as_str() {
+        "llama" => {
+            let c = LlamaConfig::from_gguf_hints(hints)?;
+            Box::new(Llama::load(c, source, attention, device)?)
+        }
+        "mistral" => {
+            let c = mistral::config_from_gguf(hints)?;
+            Box::new(Llama::load(c, source, attention, device)?)
+        }
+        "gemma" => {
+            let c = GemmaConfig::from_gguf_hints(hints)?;
+            Box::new(Gemma::load(c, source, attention, device)?)
+        }
+        "gemma2" => {
+            let c = Gemma2Config::from_gguf_hints(hints)?;
+            Box::new(Gemma2::load(c, source, attention, device)?)
+        }
+        "gemma3" => {
+            let c = Gemma3Config::from_gguf_hints(hints)?;
+            Box::new(Gemma3::load(c, source, attention, device)?)
+        }
+        other => {
+            return Err(ModelError::UnknownArchitecture {
+                model_type: other.to_owned(),
+                known: format!("{GGUF_ARCHITECTURES} (GGUF)"),
+            });
+        }
+    })
 }
 
 impl<B: Backend> Generator for ChatPipeline<B> {

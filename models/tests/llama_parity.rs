@@ -217,3 +217,63 @@ fn greedy_generation_equals_transformers_generate() {
         assert_eq!(out.stop, StopReason::Eos(want[2]));
     }
 }
+
+mod common;
+
+#[test]
+fn left_padded_batch_equals_transformers() {
+    for name in ["tiny-llama", "tiny-llama3-tied"] {
+        let dir = fixture(name);
+        let expected = common::expected(&dir);
+        for attention in [AttentionImpl::Eager, AttentionImpl::Sdpa] {
+            let model = load(&dir, attention);
+            let diff = common::padded_diff(&model, &expected);
+            assert!(
+                diff < common::TOLERANCE,
+                "{name} ({attention}): max abs diff {diff}"
+            );
+        }
+        let model = load(&dir, AttentionImpl::Eager);
+        let (got, want) = common::batch_greedy(&model, &expected);
+        assert_eq!(got, want, "{name}: batched greedy tokens");
+    }
+}
+
+#[test]
+fn a_mask_that_does_not_fit_is_an_error() {
+    use kiln_models::model::{AttentionMask, CausalLm};
+    let model = load(&fixture("tiny-llama"), AttentionImpl::Eager);
+    let mut cache = model.new_cache();
+    let mask = AttentionMask::left_padded(&[2, 3], 3).unwrap();
+    // Two rows of three tokens fit; a mask of 4 columns or one row does not.
+    let two = common::ids(&[vec![0, 5, 6], vec![4, 5, 6]]);
+    assert!(CausalLm::forward_with(&model, two.clone(), Some(&mask), &mut cache, true).is_ok());
+    let mut wrong = mask.clone();
+    wrong.push_real(1);
+    let err = model
+        .forward_with(
+            common::ids(&[vec![7], vec![8]]),
+            Some(&mask),
+            &mut cache,
+            true,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("attention mask"), "{err}");
+    // A cache of two sequences cannot continue with one.
+    let err = model
+        .forward(common::ids(&[vec![7]]), &mut cache, true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("batch of 1"), "{err}");
+    assert!(
+        model
+            .forward_with(
+                common::ids(&[vec![7], vec![8]]),
+                Some(&wrong),
+                &mut cache,
+                true
+            )
+            .is_ok()
+    );
+}

@@ -33,6 +33,21 @@ impl<B: Backend> LayerCache<B> {
         self.kv = Some((k, v));
         full
     }
+
+    /// Cached positions (at most the window of a sliding-window layer).
+    pub fn len(&self) -> usize {
+        self.kv.as_ref().map_or(0, |(k, _)| k.dims()[2])
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.kv.is_none()
+    }
+
+    /// The batch size of what is cached.
+    pub fn batch(&self) -> Option<usize> {
+        self.kv.as_ref().map(|(k, _)| k.dims()[0])
+    }
 }
 
 /// The cache of a whole model.
@@ -51,5 +66,10 @@ impl<B: Backend> KvCache<B> {
             layers: (0..layers).map(|_| LayerCache { kv: None }).collect(),
             seq_len: 0,
         }
+    }
+
+    /// The batch size of what is cached (`None` while empty).
+    pub fn batch(&self) -> Option<usize> {
+        self.layers.iter().find_map(LayerCache::batch)
     }
 }

@@ -1,11 +1,16 @@
-//! The small pieces every architecture shares: linear layers, norms, RoPE, MLPs, the KV cache.
+//! The small pieces every architecture shares: linear layers, norms, RoPE, MLPs, attention,
+//! the KV cache.
 
+mod attention;
 mod cache;
 mod linear;
+mod mlp;
 mod norm;
 mod rope;
 
+pub use attention::{AttentionSpec, SelfAttention};
 pub use cache::{KvCache, LayerCache};
 pub use linear::Linear;
+pub use mlp::{Activation, GatedMlp};
 pub use norm::RmsNorm;
-pub use rope::{Rope, RopeScaling};
+pub use rope::{Rope, RopeScaling, RopeTables};

@@ -110,18 +110,26 @@ impl Rope {
         Self { inv_freq, head_dim }
     }
 
-    /// `(cos, sin)`, each `[1, 1, len, head_dim]`, for positions `start..start + len`.
-    fn tables<B: Backend>(
+    /// The head size it rotates.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    /// `cos`/`sin` tables for explicit positions: `positions[row][i]` is the position of token
+    /// `i` of batch row `row`; one row is broadcast over the whole batch. All rows have the
+    /// same length.
+    pub fn tables<B: Backend>(
         &self,
-        start: usize,
-        len: usize,
+        positions: &[Vec<usize>],
         device: &B::Device,
-    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    ) -> RopeTables<B> {
+        let rows = positions.len();
+        let len = positions.first().map_or(0, Vec::len);
         let half = self.head_dim / 2;
-        let mut cos = Vec::with_capacity(len * self.head_dim);
-        let mut sin = Vec::with_capacity(len * self.head_dim);
-        for p in start..start + len {
-            // HF's `emb = cat(freqs, freqs)`: each row is the half-row twice.
+        let mut cos = Vec::with_capacity(rows * len * self.head_dim);
+        let mut sin = Vec::with_capacity(rows * len * self.head_dim);
+        for &p in positions.iter().flatten() {
+            // HF's `emb = cat(freqs, freqs)`: each row is the half-row twice, computed in f32.
             let row = cos.len();
             for &f in &self.inv_freq[..half] {
                 let angle = p as f32 * f;
@@ -131,22 +139,39 @@ impl Rope {
             cos.extend_from_within(row..);
             sin.extend_from_within(row..);
         }
-        let shape = [1, 1, len, self.head_dim];
-        (
-            Tensor::from_data(TensorData::new(cos, shape), device),
-            Tensor::from_data(TensorData::new(sin, shape), device),
-        )
+        let shape = [rows, 1, len, self.head_dim];
+        RopeTables {
+            cos: Tensor::from_data(TensorData::new(cos, shape), device),
+            sin: Tensor::from_data(TensorData::new(sin, shape), device),
+        }
     }
 
     /// Rotates `[batch, heads, seq, head_dim]` queries or keys at positions `start..`.
     pub fn apply<B: Backend>(&self, x: Tensor<B, 4>, start: usize) -> Tensor<B, 4> {
-        let [_, _, seq, dim] = x.dims();
-        let (cos, sin) = self.tables::<B>(start, seq, &x.device());
+        let seq = x.dims()[2];
+        let positions = [(start..start + seq).collect::<Vec<_>>()];
+        self.tables::<B>(&positions, &x.device()).apply(x)
+    }
+}
+
+/// RoPE `cos`/`sin` for the tokens of one forward pass, `[rows, 1, seq, head_dim]` (`rows` is
+/// the batch, or 1 when every row has the same positions). Computed once per pass and shared
+/// by every layer using the same [`Rope`].
+#[derive(Debug, Clone)]
+pub struct RopeTables<B: Backend> {
+    cos: Tensor<B, 4>,
+    sin: Tensor<B, 4>,
+}
+
+impl<B: Backend> RopeTables<B> {
+    /// Rotates `[batch, heads, seq, head_dim]` queries or keys (HF's `rotate_half` layout).
+    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let dim = x.dims()[3];
         let half = dim / 2;
         let x1 = x.clone().narrow(3, 0, half);
         let x2 = x.clone().narrow(3, half, half);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        x * cos + rotated * sin
+        x * self.cos.clone() + rotated * self.sin.clone()
     }
 }
 
@@ -180,6 +205,36 @@ mod tests {
             scaled.inv_freq[mid] < plain.inv_freq[mid]
                 && scaled.inv_freq[mid] > plain.inv_freq[mid] / 8.0
         );
+    }
+
+    #[test]
+    fn per_row_positions_rotate_each_row_at_its_own_positions() {
+        use burn::backend::NdArray;
+        use burn::tensor::Distribution;
+        let rope = Rope::new(8, 10000.0, &RopeScaling::None);
+        let x =
+            Tensor::<NdArray, 4>::random([2, 3, 4, 8], Distribution::Default, &Default::default());
+        // Row 0 at positions 0..4, row 1 left-padded by 2 (positions 0, 0, 0, 1).
+        let tables =
+            rope.tables::<NdArray>(&[vec![0, 1, 2, 3], vec![0, 0, 0, 1]], &Default::default());
+        let both = tables.apply(x.clone());
+        let row0 = rope.apply(x.clone().narrow(0, 0, 1), 0);
+        both.clone()
+            .narrow(0, 0, 1)
+            .into_data()
+            .assert_approx_eq::<f32>(&row0.into_data(), Default::default());
+        let last = rope.apply(x.clone().slice([1..2, 0..3, 3..4, 0..8]), 1);
+        both.clone()
+            .slice([1..2, 0..3, 3..4, 0..8])
+            .into_data()
+            .assert_approx_eq::<f32>(&last.into_data(), Default::default());
+        // Position 0 is the identity.
+        both.slice([1..2, 0..3, 0..3, 0..8])
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &x.slice([1..2, 0..3, 0..3, 0..8]).into_data(),
+                Default::default(),
+            );
     }
 
     #[test]
