@@ -1,4 +1,4 @@
-//! `kiln`: chat, generate, embed, quantize, inspect and template with LLMs on burn.
+//! `kiln`: chat, generate, embed, perplexity, quantize, inspect and template with LLMs on burn.
 
 mod commands;
 mod device;
@@ -44,6 +44,8 @@ enum Command {
     Embed(commands::embed::Args),
     /// Print a checkpoint's architecture, dtypes, quantization, parameter count and size.
     Inspect(commands::inspect::Args),
+    /// Strided perplexity of a text file (transformers' fixed-length recipe).
+    Perplexity(commands::perplexity::Args),
     /// Quantize an HF safetensors model into a bitsandbytes (transformers-loadable) checkpoint.
     Quantize(commands::quantize::Args),
     /// Render a chat template exactly as transformers' `apply_chat_template`.
@@ -94,6 +96,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => commands::generate::run(cli.device.resolve()?, args),
         Command::Embed(args) => commands::embed::run(cli.device.resolve()?, args),
         Command::Inspect(args) => commands::inspect::run(args),
+        Command::Perplexity(args) => commands::perplexity::run(cli.device.resolve()?, args),
         Command::Quantize(args) => commands::quantize::run(args),
         Command::Template(args) => commands::template::run(args),
         Command::Completions { shell } => {

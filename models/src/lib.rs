@@ -13,6 +13,7 @@ pub mod embed;
 mod error;
 
 pub use error::ModelError;
+pub mod eval;
 pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;

@@ -10,6 +10,7 @@ use kiln_prompting::{Completion, GenerationParams, Generator, GeneratorError};
 
 use crate::ModelError;
 use crate::config::{Architecture, ModelConfig};
+use crate::eval::{Perplexity, PerplexityConfig, PerplexityProgress, encode_text, perplexity};
 use crate::gemma::{Gemma, GemmaConfig};
 use crate::gemma2::{Gemma2, Gemma2Config};
 use crate::gemma3::{Gemma3, Gemma3Config};
@@ -212,6 +213,29 @@ impl<B: Backend> ChatPipeline<B> {
             &decode,
             on_text,
         )
+    }
+
+    /// Strided perplexity of `text` (transformers' fixed-length recipe): tokenized as
+    /// `tokenizer(text)`, cut to the first `max_tokens`; `on_progress` is called after each window.
+    pub fn perplexity(
+        &self,
+        text: &str,
+        max_tokens: Option<usize>,
+        config: &PerplexityConfig,
+        on_progress: &mut dyn FnMut(&PerplexityProgress),
+    ) -> Result<Perplexity, ModelError> {
+        let ids = encode_text(&self.tokenizer, text, max_tokens)?;
+        self.perplexity_ids(&ids, config, on_progress)
+    }
+
+    /// Strided perplexity of token ids.
+    pub fn perplexity_ids(
+        &self,
+        ids: &[u32],
+        config: &PerplexityConfig,
+        on_progress: &mut dyn FnMut(&PerplexityProgress),
+    ) -> Result<Perplexity, ModelError> {
+        perplexity::<B, _>(self.model.as_ref(), ids, config, &self.device, on_progress)
     }
 }
 
