@@ -17,6 +17,7 @@
 //! ```
 
 mod eager;
+mod flash;
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,6 +26,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 pub use eager::eager_attention;
+pub use flash::{FlashKernel, FlashParams, flash_attention, flash_attention_varlen};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

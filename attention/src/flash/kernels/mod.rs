@@ -1,0 +1,5 @@
+//! The CubeCL kernels.
+
+pub(crate) mod combine;
+pub(crate) mod common;
+pub(crate) mod plain;
