@@ -171,3 +171,88 @@ fn varlen_matches_the_reference() {
         );
     }
 }
+
+/// A random case for the emulated tensor-core kernel: small (emulation synchronizes the cube
+/// in every matrix operation), and with every mask kind active so that one compiled kernel
+/// covers all of their code.
+fn emulated_case(rng: &mut Rng, i: usize, head_dim: usize, splits: usize) -> Case {
+    let mut case = Case::random(rng, i);
+    case.head_dim = head_dim;
+    case.q_len = if splits > 1 {
+        1 + rng.below(4)
+    } else {
+        33 + rng.below(60)
+    };
+    case.k_len = case.q_len + rng.below(60);
+    if let Some(lens) = case.key_lens.as_mut() {
+        lens.iter_mut().for_each(|n| *n = rng.below(case.k_len + 1));
+    }
+    case.causal = true;
+    case.window_left = if i.is_multiple_of(2) { -1 } else { rng.below(48) as i64 };
+    case.window_right = rng.below(6) as i64;
+    case.softcap = 10.0 + 40.0 * rng.unit();
+    case.splits = Some(splits);
+    case
+}
+
+#[test]
+fn tensor_core_kernel_logic_emulated() {
+    let mut rng = Rng::new(0x7c);
+    for i in 0..4 {
+        let case = emulated_case(&mut rng, i, 64, 1);
+        run_padded(
+            &case,
+            FlashKernel::TensorCoreEmulated,
+            DType::F32,
+            1e-5,
+            &mut rng,
+        );
+    }
+}
+
+/// More configurations of the emulated tensor-core kernel (each compiles for a while on
+/// lavapipe): `cargo test -p kiln-attention --features wgpu -- --ignored`.
+#[test]
+#[ignore = "several minutes on lavapipe; run with --ignored"]
+fn tensor_core_kernel_logic_emulated_more() {
+    let mut rng = Rng::new(0x7d);
+    // Split-KV decoding.
+    for i in 0..3 {
+        let case = emulated_case(&mut rng, i, 64, 3);
+        run_padded(
+            &case,
+            FlashKernel::TensorCoreEmulated,
+            DType::F32,
+            1e-5,
+            &mut rng,
+        );
+    }
+    // No masks.
+    for i in 0..2 {
+        let mut case = Case::random(&mut rng, 0);
+        case.head_dim = 64;
+        case.q_len = 33 + rng.below(60);
+        case.k_len = 1 + rng.below(100);
+        case.splits = Some(1);
+        case.softcap = 0.0;
+        let _ = i;
+        run_padded(
+            &case,
+            FlashKernel::TensorCoreEmulated,
+            DType::F32,
+            1e-5,
+            &mut rng,
+        );
+    }
+    // Head dimension 128 in f16 (f32 tiles of 128 do not fit lavapipe's 32 KiB).
+    for i in 0..2 {
+        let case = emulated_case(&mut rng, i, 128, 1);
+        run_padded(
+            &case,
+            FlashKernel::TensorCoreEmulated,
+            DType::F16,
+            1e-2,
+            &mut rng,
+        );
+    }
+}

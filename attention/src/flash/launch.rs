@@ -6,10 +6,12 @@ use burn_cubecl::CubeRuntime;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
+use cubecl::ir::features::MmaConfig;
 use cubecl::prelude::*;
 
 use super::kernels::combine::{COMBINE_UNITS, flash_combine};
 use super::kernels::common::{FlashConfig, FlashLayoutLaunch, SEQ_WORDS};
+use super::kernels::mma::{EMULATION_FLOATS_PER_PLANE, flash_mma};
 use super::kernels::plain::flash_plain;
 use super::{FlashKernel, FlashParams, SeqLayout, Shape, unsupported};
 use crate::AttentionError;
@@ -141,11 +143,25 @@ pub(crate) fn run<R: CubeRuntime>(
     }
 
     let kind = match params.kernel {
-        FlashKernel::Auto | FlashKernel::Portable => Kind::Portable,
-        FlashKernel::TensorCore | FlashKernel::TensorCoreEmulated => {
-            return Err(unsupported("the tensor-core kernel is not available yet"));
+        FlashKernel::Portable => Kind::Portable,
+        FlashKernel::Auto => match tensor_cores(&client, dtype, d) {
+            Ok(()) => Kind::TensorCore { emulate: false },
+            Err(_) => Kind::Portable,
+        },
+        FlashKernel::TensorCore => {
+            tensor_cores(&client, dtype, d).map_err(unsupported)?;
+            Kind::TensorCore { emulate: false }
+        }
+        FlashKernel::TensorCoreEmulated => {
+            if !d.is_multiple_of(16) {
+                return Err(unsupported(format!(
+                    "head dimension {d} on the tensor-core kernel (multiples of 16)"
+                )));
+            }
+            Kind::TensorCore { emulate: true }
         }
     };
+    let max_smem = client.properties().hardware.max_shared_memory_size;
     let (block_q, block_k) = match kind {
         Kind::Portable => {
             let bk = (16384 / (2 * d * elem)).clamp(4, 32).next_power_of_two();
@@ -155,6 +171,33 @@ pub(crate) fn run<R: CubeRuntime>(
                 bk
             };
             (32usize, bk)
+        }
+        Kind::TensorCore { emulate } => {
+            let mut planes = if rows_cap > 32 { 4 } else { 2 };
+            let mut bk = if d <= 128 { 64 } else { 32 };
+            let smem = |planes: usize, bk: usize| {
+                let sd = d + 8;
+                let emu = if emulate {
+                    planes * EMULATION_FLOATS_PER_PLANE * 4
+                } else {
+                    0
+                };
+                (2 * 16 * planes + 2 * bk) * sd * elem + emu
+            };
+            while smem(planes, bk) > max_smem && bk > 16 {
+                bk /= 2;
+            }
+            while smem(planes, bk) > max_smem && planes > 1 {
+                planes /= 2;
+            }
+            if smem(planes, bk) > max_smem {
+                return Err(unsupported(format!(
+                    "head dimension {d}: the tensor-core kernel needs {} bytes of shared memory, \
+                     the device has {max_smem}",
+                    smem(planes, bk)
+                )));
+            }
+            (16 * planes, bk)
         }
     };
     let m_blocks = rows_cap.div_ceil(block_q);
@@ -195,6 +238,7 @@ pub(crate) fn run<R: CubeRuntime>(
         window,
         softcap,
         split: splits > 1,
+        emulate: matches!(kind, Kind::TensorCore { emulate: true }),
     };
     let clamp_window = |w: i64| -> i32 {
         if w < 0 {
@@ -259,6 +303,24 @@ pub(crate) fn run<R: CubeRuntime>(
                 dtype_arg,
             )
         },
+        Kind::TensorCore { .. } => unsafe {
+            flash_mma::launch_unchecked::<R>(
+                &client,
+                count,
+                CubeDim::new_1d(block_q as u32 * 2),
+                vec,
+                array(&q),
+                array(&k),
+                array(&v),
+                array(&out),
+                ArrayArg::from_raw_parts(part_o.clone(), part_len(&part_o)),
+                ArrayArg::from_raw_parts(part_lse.clone(), part_len(&part_lse)),
+                ArrayArg::from_raw_parts(seqs_handle.clone(), seq_words.len()),
+                layout(),
+                cfg,
+                dtype_arg,
+            )
+        },
     }
     if splits > 1 {
         let units = rows_cap * (d / vec);
@@ -289,6 +351,45 @@ pub(crate) fn run<R: CubeRuntime>(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Portable,
+    TensorCore { emulate: bool },
+}
+
+/// Whether the tensor-core kernel runs here: f16/bf16, head dimension a multiple of 16,
+/// `mma.m16n8k16` with f32 accumulation, `ldmatrix`, and 32-unit planes.
+fn tensor_cores<R: CubeRuntime>(
+    client: &ComputeClient<R>,
+    dtype: DType,
+    d: usize,
+) -> Result<(), String> {
+    if !matches!(dtype, DType::F16 | DType::BF16) {
+        return Err(format!(
+            "dtype {dtype:?} on the tensor-core kernel (f16 or bf16)"
+        ));
+    }
+    if !d.is_multiple_of(16) {
+        return Err(format!(
+            "head dimension {d} on the tensor-core kernel (multiples of 16)"
+        ));
+    }
+    let storage: StorageType = dtype.into();
+    let features = client.features();
+    let mma = MmaConfig {
+        a_type: storage,
+        b_type: storage,
+        cd_type: StorageType::from(DType::F32),
+        m: 16,
+        n: 8,
+        k: 16,
+    };
+    let hardware = &client.properties().hardware;
+    if !features.matmul.mma.contains(&mma)
+        || !features.matmul.ldmatrix.contains(&storage)
+        || hardware.plane_size_min != 32
+        || hardware.plane_size_max != 32
+    {
+        return Err("this device has no mma.m16n8k16 tensor cores with ldmatrix".into());
+    }
+    Ok(())
 }
 
 /// The kernels read rows of `head_dim` contiguous elements.

@@ -256,6 +256,7 @@ fn check_cu_seqlens(name: &str, cu: &[usize], total: usize) -> Result<(), Attent
 
 /// The problem the kernels solve, independent of the backend.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(any(feature = "cuda", feature = "wgpu")), allow(dead_code))]
 pub(crate) struct Shape {
     pub batch: usize,
     pub q_heads: usize,
@@ -266,6 +267,7 @@ pub(crate) struct Shape {
 
 /// How sequences lie in the tensors.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(any(feature = "cuda", feature = "wgpu")), allow(dead_code))]
 pub(crate) enum SeqLayout {
     /// `[batch, heads, len, head_dim]`, every sequence `q_len` queries; of its key slots the
     /// first `key_lens[i]` are real.
@@ -313,6 +315,7 @@ fn dispatch<B: Backend>(
     )))
 }
 
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
 type Inputs = (Box<dyn Any>, Box<dyn Any>, Box<dyn Any>);
 
 #[cfg(any(feature = "cuda", feature = "wgpu"))]

@@ -43,6 +43,8 @@ pub(crate) struct FlashConfig {
     pub softcap: bool,
     /// Write per-split partial results (normalized output and log-sum-exp) instead of the output.
     pub split: bool,
+    /// Tensor-core kernel only: emulate the plane-level matrix operations (see `mma.rs`).
+    pub emulate: bool,
 }
 
 /// Runtime layout of the launch: strides in vectors, grouping and split counts.
@@ -122,4 +124,104 @@ pub(crate) fn transform_score(dot: f32, scale: f32, softcap: f32, #[comptime] ca
     } else {
         dot * scale
     }
+}
+
+/// Where a cube's work lies: its rows and the tiles of keys it visits.
+#[derive(CubeType, Clone, Copy)]
+pub(crate) struct BlockPlan {
+    /// Key/value head.
+    pub kv_head: u32,
+    /// First row of the block.
+    pub row0: u32,
+    /// One past the last valid row of the block.
+    pub row1: u32,
+    /// Queries of the sequence.
+    pub q_len: u32,
+    /// Keys of the sequence.
+    pub k_len: u32,
+    /// First key of the first tile.
+    pub kv_lo: i32,
+    /// First tile (relative to `kv_lo`, in tiles).
+    pub tile_begin: u32,
+    /// One past the last tile.
+    pub tile_end: u32,
+    /// Offsets (in vectors) of the sequence in q, k, v and the output.
+    pub q_base: u32,
+    pub k_base: u32,
+    pub v_base: u32,
+    pub o_base: u32,
+}
+
+/// Computes the cube's plan; `row1 <= row0` means the cube has no rows.
+#[cube]
+pub(crate) fn plan_block(
+    seqs: &Array<u32>,
+    layout: &FlashLayout,
+    #[comptime] cfg: FlashConfig,
+) -> BlockPlan {
+    let b_kvh = CUBE_POS_Y;
+    let batch = b_kvh / layout.kv_heads;
+    let kv_head = b_kvh % layout.kv_heads;
+    let meta = (batch as usize) * SEQ_WORDS;
+    let q_len = seqs[meta + SEQ_Q_LEN];
+    let k_len = seqs[meta + SEQ_K_LEN];
+    let rows = q_len * layout.group;
+    let row0 = CUBE_POS_X * cfg.block_q as u32;
+    let row1 = min(row0 + cfg.block_q as u32, rows);
+
+    let mut kv_lo = 0i32;
+    let mut kv_hi = 0i32;
+    if row1 > row0 {
+        let q_first = (row0 / layout.group) as i32;
+        let q_last = ((row1 - 1) / layout.group) as i32;
+        let (lo, _h) = key_range(
+            q_first,
+            q_len as i32,
+            k_len as i32,
+            layout.window_left,
+            layout.window_right,
+            cfg.causal,
+            cfg.window,
+        );
+        let (_l, hi) = key_range(
+            q_last,
+            q_len as i32,
+            k_len as i32,
+            layout.window_left,
+            layout.window_right,
+            cfg.causal,
+            cfg.window,
+        );
+        kv_lo = lo;
+        kv_hi = hi;
+    }
+    let mut tiles = 0u32;
+    if kv_hi > kv_lo {
+        tiles = ((kv_hi - kv_lo) as u32).div_ceil(cfg.block_k as u32);
+    }
+    let per_split = tiles.div_ceil(layout.splits);
+    let tile_begin = min(CUBE_POS_Z * per_split, tiles);
+    let tile_end = min(tile_begin + per_split, tiles);
+
+    BlockPlan {
+        kv_head,
+        row0,
+        row1,
+        q_len,
+        k_len,
+        kv_lo,
+        tile_begin,
+        tile_end,
+        q_base: seqs[meta + SEQ_Q_BASE],
+        k_base: seqs[meta + SEQ_K_BASE],
+        v_base: seqs[meta + SEQ_V_BASE],
+        o_base: seqs[meta + SEQ_O_BASE],
+    }
+}
+
+/// Index of row `row` of the cube's (sequence, key/value head, split) in the split workspace.
+#[cube]
+pub(crate) fn partial_row(row: u32, layout: &FlashLayout) -> u32 {
+    let slabs = CUBE_COUNT_Y;
+    (CUBE_POS_Z * slabs + CUBE_POS_Y) * layout.rows_cap + row
 }
