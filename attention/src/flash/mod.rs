@@ -25,6 +25,8 @@
 mod kernels;
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 mod launch;
+#[cfg(all(test, feature = "cuda"))]
+mod cuda_source;
 
 use std::any::Any;
 
