@@ -188,7 +188,11 @@ fn emulated_case(rng: &mut Rng, i: usize, head_dim: usize, splits: usize) -> Cas
         lens.iter_mut().for_each(|n| *n = rng.below(case.k_len + 1));
     }
     case.causal = true;
-    case.window_left = if i.is_multiple_of(2) { -1 } else { rng.below(48) as i64 };
+    case.window_left = if i.is_multiple_of(2) {
+        -1
+    } else {
+        rng.below(48) as i64
+    };
     case.window_right = rng.below(6) as i64;
     case.softcap = 10.0 + 40.0 * rng.unit();
     case.splits = Some(splits);

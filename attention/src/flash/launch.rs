@@ -173,8 +173,16 @@ pub(crate) fn run<R: CubeRuntime>(
             (32usize, bk)
         }
         Kind::TensorCore { emulate } => {
+            // Few rows (decoding): small cubes, many of them, and tiles small enough that each
+            // unit's share of a K/V tile stays in registers while its loads are in flight.
             let mut planes = if rows_cap > 32 { 4 } else { 2 };
-            let mut bk = if d <= 128 { 64 } else { 32 };
+            let mut bk = match (planes, d) {
+                (4, d) if d <= 128 => 64,
+                (4, _) => 32,
+                (_, d) if d <= 64 => 64,
+                (_, d) if d <= 128 => 32,
+                _ => 16,
+            };
             let smem = |planes: usize, bk: usize| {
                 let sd = d + 8;
                 let emu = if emulate {

@@ -21,12 +21,12 @@
 //! `(left, right)` hides keys more than `left` before or `right` after it. Rows with no visible
 //! key produce zeros.
 
+#[cfg(all(test, feature = "cuda"))]
+mod cuda_source;
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 mod kernels;
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 mod launch;
-#[cfg(all(test, feature = "cuda"))]
-mod cuda_source;
 
 use std::any::Any;
 
@@ -345,4 +345,69 @@ fn try_runtime<B: Backend, R: burn_cubecl::CubeRuntime>(
             .map(|b| *b)
             .map_err(|_| unsupported("the output tensor type does not match the backend"))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+    use burn::tensor::Distribution;
+
+    fn rand(shape: [usize; 4]) -> Tensor<NdArray, 4> {
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+    }
+
+    #[test]
+    fn other_backends_are_unsupported() {
+        let err = flash_attention(
+            rand([1, 2, 3, 8]),
+            rand([1, 1, 3, 8]),
+            rand([1, 1, 3, 8]),
+            &FlashParams::causal(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AttentionError::Unsupported {
+                    implementation: AttentionImpl::Flash,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_shapes_and_lengths_are_errors() {
+        let bad_heads = flash_attention(
+            rand([1, 3, 3, 8]),
+            rand([1, 2, 3, 8]),
+            rand([1, 2, 3, 8]),
+            &FlashParams::default(),
+        );
+        assert!(matches!(bad_heads, Err(AttentionError::Shape(_))));
+        let long_key = FlashParams {
+            key_lens: Some(vec![4]),
+            ..FlashParams::default()
+        };
+        let bad_lens = flash_attention(
+            rand([1, 2, 3, 8]),
+            rand([1, 2, 3, 8]),
+            rand([1, 2, 3, 8]),
+            &long_key,
+        );
+        assert!(matches!(bad_lens, Err(AttentionError::Shape(_))));
+        let q = Tensor::<NdArray, 3>::zeros([5, 2, 8], &Default::default());
+        let k = Tensor::<NdArray, 3>::zeros([4, 2, 8], &Default::default());
+        let bad_cu = flash_attention_varlen(
+            q,
+            k.clone(),
+            k,
+            &[0, 2, 5],
+            &[0, 3, 5],
+            &FlashParams::default(),
+        );
+        assert!(matches!(bad_cu, Err(AttentionError::Shape(_))));
+    }
 }

@@ -166,7 +166,8 @@ pub(crate) fn plan_block(
     let q_len = seqs[meta + SEQ_Q_LEN];
     let k_len = seqs[meta + SEQ_K_LEN];
     let rows = q_len * layout.group;
-    let row0 = CUBE_POS_X * cfg.block_q as u32;
+    // Blocks of later rows see more keys under causal masking: start them first.
+    let row0 = (CUBE_COUNT_X as i32 - 1 - CUBE_POS_X as i32) as u32 * cfg.block_q as u32;
     let row1 = min(row0 + cfg.block_q as u32, rows);
 
     let mut kv_lo = 0i32;

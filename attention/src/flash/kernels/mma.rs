@@ -194,16 +194,21 @@ fn ldsm_x4<F: Float, N: Size>(
     out
 }
 
-/// Copies rows `first..first + rows` of one head (row `j` at `base + j * stride`, rows at or
-/// after `limit` zero-filled) into a shared tile of row stride `sdv` vectors. Each unit issues
-/// all of its loads before its stores, so the loads are in flight together.
+/// Copies rows `first..first + rows` of one head of K and of V (row `j` at
+/// `k_base + j * k_stride`, resp. `v_base + j * v_stride`; rows at or after `limit`
+/// zero-filled) into shared tiles of row stride `sdv` vectors. Each unit issues all of its
+/// loads before its stores, so they are in flight together.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn load_rows<F: Float, N: Size>(
-    src: &Array<Vector<F, N>>,
-    dst: &mut SharedMemory<Vector<F, N>>,
-    base: u32,
-    stride: u32,
+fn load_kv<F: Float, N: Size>(
+    k: &Array<Vector<F, N>>,
+    v: &Array<Vector<F, N>>,
+    sk: &mut SharedMemory<Vector<F, N>>,
+    sv: &mut SharedMemory<Vector<F, N>>,
+    k_base: u32,
+    k_stride: u32,
+    v_base: u32,
+    v_stride: u32,
     first: i32,
     limit: i32,
     #[comptime] rows: usize,
@@ -212,22 +217,27 @@ fn load_rows<F: Float, N: Size>(
     #[comptime] threads: usize,
 ) {
     let per = comptime!((rows * dv).div_ceil(threads));
-    let mut regs = Array::<Vector<F, N>>::new(per);
+    let mut kr = Array::<Vector<F, N>>::new(per);
+    let mut vr = Array::<Vector<F, N>>::new(per);
     #[unroll]
     for i in 0..per {
         let idx = UNIT_POS as usize + i * threads;
         let j = first + (idx / dv) as i32;
-        let mut x = Vector::<F, N>::new(F::new(0.0));
+        let mut kx = Vector::<F, N>::new(F::new(0.0));
+        let mut vx = Vector::<F, N>::new(F::new(0.0));
         if idx < rows * dv && j < limit {
-            x = src[(base + (j as u32) * stride) as usize + idx % dv];
+            kx = k[(k_base + (j as u32) * k_stride) as usize + idx % dv];
+            vx = v[(v_base + (j as u32) * v_stride) as usize + idx % dv];
         }
-        regs[i] = x;
+        kr[i] = kx;
+        vr[i] = vx;
     }
     #[unroll]
     for i in 0..per {
         let idx = UNIT_POS as usize + i * threads;
         if idx < rows * dv {
-            dst[(idx / dv) * sdv + idx % dv] = regs[i];
+            sk[(idx / dv) * sdv + idx % dv] = kr[i];
+            sv[(idx / dv) * sdv + idx % dv] = vr[i];
         }
     }
 }
@@ -374,21 +384,13 @@ pub(crate) fn flash_mma<F: Float, N: Size>(
     for tile in plan.tile_begin..plan.tile_end {
         let j0 = plan.kv_lo + (tile * bk as u32) as i32;
         sync_cube();
-        load_rows::<F, N>(
+        load_kv::<F, N>(
             k,
+            v,
             &mut sk,
+            &mut sv,
             k_head,
             layout.k_stride_t,
-            j0,
-            plan.k_len as i32,
-            bk,
-            dv,
-            sdv,
-            threads,
-        );
-        load_rows::<F, N>(
-            v,
-            &mut sv,
             v_head,
             layout.v_stride_t,
             j0,
