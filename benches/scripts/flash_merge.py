@@ -35,7 +35,9 @@ def main():
     lines = []
     lines.append(f"torch {torch.get('torch')} (CUDA {torch.get('cuda')}) on {torch.get('device')}")
     lines.append("")
-    checks = kiln.get("checks", [])
+    checks = kiln.get("checks") or []
+    lines.append(f"kiln timed kernel: {kiln.get('timed_kernel', '?')}")
+    lines.append("")
     passed = sum(1 for c in checks if c.get("pass"))
     lines.append(f"## Correctness: {passed}/{len(checks)} checks pass")
     lines.append("")
@@ -58,7 +60,7 @@ def main():
     lines.append("")
     lines.append("| dtype | d | heads | causal | window | softcap | seq | batch | kiln ms | kiln TFLOP/s | torch impl | torch ms | torch TFLOP/s | kiln/torch |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for e in kiln.get("prefill", []):
+    for e in kiln.get("prefill") or []:
         t = tp.get(key_prefill(e), {})
         ratio = None
         if e.get("tflops") and t.get("tflops"):
