@@ -220,10 +220,13 @@ pub(crate) fn run<R: CubeRuntime>(
                 .num_streaming_multiprocessors
                 .unwrap_or(8) as usize;
             let tiles = max_keys.div_ceil(block_k);
+            // Small cubes (decoding) are memory-bound: aim at several resident per
+            // multiprocessor so that enough K/V loads are in flight.
+            let target = if block_q <= 32 { 4 * sms } else { 2 * sms };
             if blocks >= sms || tiles < 4 {
                 1
             } else {
-                (2 * sms).div_ceil(blocks).min(tiles / 2).clamp(1, 64)
+                target.div_ceil(blocks).min(tiles / 2).clamp(1, 128)
             }
         }
     };
