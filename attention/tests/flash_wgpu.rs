@@ -204,13 +204,13 @@ fn tensor_core_kernel_logic_emulated() {
     let mut rng = Rng::new(0x7c);
     for i in 0..4 {
         let case = emulated_case(&mut rng, i, 64, 1);
-        run_padded(
-            &case,
-            FlashKernel::TensorCoreEmulated,
-            DType::F32,
-            1e-5,
-            &mut rng,
-        );
+        // Odd cases run the two-stage (pipelined) variant's buffer logic.
+        let kernel = if i % 2 == 0 {
+            FlashKernel::TensorCoreEmulated
+        } else {
+            FlashKernel::TensorCorePipelinedEmulated
+        };
+        run_padded(&case, kernel, DType::F32, 1e-5, &mut rng);
     }
 }
 
@@ -256,6 +256,17 @@ fn tensor_core_kernel_logic_emulated_more() {
             FlashKernel::TensorCoreEmulated,
             DType::F16,
             1e-2,
+            &mut rng,
+        );
+    }
+    // The pipelined variant with splits.
+    for i in 0..2 {
+        let case = emulated_case(&mut rng, i, 64, 2);
+        run_padded(
+            &case,
+            FlashKernel::TensorCorePipelinedEmulated,
+            DType::F32,
+            1e-5,
             &mut rng,
         );
     }

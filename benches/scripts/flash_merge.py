@@ -58,13 +58,15 @@ def main():
     tp = {key_prefill(e): e for e in torch.get("prefill", [])}
     lines.append("## Prefill (batch x seq = 16k tokens), TFLOP/s")
     lines.append("")
-    lines.append("| dtype | d | heads | causal | window | softcap | seq | batch | kiln ms | kiln TFLOP/s | torch impl | torch ms | torch TFLOP/s | kiln/torch |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("| dtype | d | heads | causal | window | softcap | seq | batch | kiln ms | kiln TFLOP/s | kiln pipelined TFLOP/s | torch impl | torch ms | torch TFLOP/s | kiln/torch | pipelined/torch |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for e in kiln.get("prefill") or []:
         t = tp.get(key_prefill(e), {})
         ratio = None
         if e.get("tflops") and t.get("tflops"):
             ratio = e["tflops"] / t["tflops"]
+        pipe = e.get("pipelined_tflops")
+        pipe_ratio = pipe / t["tflops"] if pipe and t.get("tflops") else None
         impl = t.get("impl", "-")
         torch_ms, torch_tf = t.get("ms"), t.get("tflops")
         extra = ""
@@ -72,8 +74,9 @@ def main():
             extra = f" (sdpa+mask {t['sdpa_mask_tflops']:.1f})"
         lines.append(
             f"| {e['dtype']} | {e['head_dim']} | {e['heads']} | {e['causal']} | {e['window']} | {e['softcap']} | {e['seq']} | {e['batch']} "
-            f"| {fmt(e.get('ms'), '.3f')} | {fmt(e.get('tflops'), '.1f')}{'' if e.get('finite', True) else ' NaN!'} | {impl} | {fmt(torch_ms, '.3f')} "
-            f"| {fmt(torch_tf, '.1f')}{extra} | {fmt(ratio, '.2f')} |"
+            f"| {fmt(e.get('ms'), '.3f')} | {fmt(e.get('tflops'), '.1f')}{'' if e.get('finite', True) else ' NaN!'} "
+            f"| {fmt(pipe, '.1f')}{'' if e.get('pipelined_finite', True) else ' NaN!'} | {impl} | {fmt(torch_ms, '.3f')} "
+            f"| {fmt(torch_tf, '.1f')}{extra} | {fmt(ratio, '.2f')} | {fmt(pipe_ratio, '.2f')} |"
         )
     lines.append("")
 
@@ -95,17 +98,20 @@ def main():
     td = {key_decode(e): e for e in torch.get("decode", [])}
     lines.append("## Decode (q_len 1, GQA 32:8, head dim 128), K/V read")
     lines.append("")
-    lines.append("| dtype | batch | kv | kiln us | kiln GB/s | % of 3.0 TB/s | torch us | torch GB/s | kiln/torch |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("| dtype | batch | kv | kiln us | kiln GB/s | % of 3.0 TB/s | kiln pipelined GB/s | torch us | torch GB/s | kiln/torch | pipelined/torch |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for e in kiln.get("decode", []):
         t = td.get(key_decode(e), {})
         ratio = None
         if e.get("gbs") and t.get("gbs"):
             ratio = e["gbs"] / t["gbs"]
         share = None if not e.get("gbs") else 100 * e["gbs"] / HBM_GBS
+        pipe = e.get("pipelined_gbs")
+        pipe_ratio = pipe / t["gbs"] if pipe and t.get("gbs") else None
         lines.append(
             f"| {e['dtype']} | {e['batch']} | {e['kv']} | {fmt(e.get('us'), '.1f')} | {fmt(e.get('gbs'), '.0f')} "
-            f"| {fmt(share, '.0f')} | {fmt(t.get('us'), '.1f')} | {fmt(t.get('gbs'), '.0f')} | {fmt(ratio, '.2f')} |"
+            f"| {fmt(share, '.0f')} | {fmt(pipe, '.0f')} | {fmt(t.get('us'), '.1f')} | {fmt(t.get('gbs'), '.0f')} | {fmt(ratio, '.2f')} "
+            f"| {fmt(pipe_ratio, '.2f')} |"
         )
     text = "\n".join(lines) + "\n"
     if args.out:

@@ -119,7 +119,9 @@ fn source<F: Float>(which: Which, cfg: FlashConfig, units: u32) -> String {
 fn configs() -> Vec<(String, Which, FlashConfig, u32)> {
     let mut out = Vec::new();
     for d in [64, 128, 256] {
-        for (planes, split) in [(4usize, false), (2, true)] {
+        for (planes, split, pipelined) in
+            [(4usize, false, false), (2, true, false), (4, false, true)]
+        {
             for (causal, window, softcap) in [(false, false, false), (true, true, true)] {
                 let cfg = FlashConfig {
                     head_dim: d,
@@ -137,15 +139,17 @@ fn configs() -> Vec<(String, Which, FlashConfig, u32)> {
                     softcap,
                     split,
                     emulate: false,
+                    pipelined,
                 };
                 let name = format!(
-                    "mma_d{d}_q{}_k{}_{}{}{}{}",
+                    "mma_d{d}_q{}_k{}_{}{}{}{}{}",
                     cfg.block_q,
                     cfg.block_k,
                     if causal { "c" } else { "" },
                     if window { "w" } else { "" },
                     if softcap { "s" } else { "" },
-                    if split { "_split" } else { "" }
+                    if split { "_split" } else { "" },
+                    if pipelined { "_pipe" } else { "" }
                 );
                 out.push((name, Which::TensorCore, cfg, 32 * planes as u32));
             }
@@ -161,6 +165,7 @@ fn configs() -> Vec<(String, Which, FlashConfig, u32)> {
         softcap: true,
         split: true,
         emulate: false,
+        pipelined: false,
     };
     out.push(("plain_d128".into(), Which::Portable, base, 32));
     out.push(("combine_d128".into(), Which::Combine, base, 256));

@@ -142,23 +142,34 @@ pub(crate) fn run<R: CubeRuntime>(
         return Ok(out);
     }
 
+    let tc = |emulate, pipelined| Kind::TensorCore { emulate, pipelined };
     let kind = match params.kernel {
         FlashKernel::Portable => Kind::Portable,
         FlashKernel::Auto => match tensor_cores(&client, dtype, d) {
-            Ok(()) => Kind::TensorCore { emulate: false },
+            Ok(()) => tc(false, false),
             Err(_) => Kind::Portable,
         },
-        FlashKernel::TensorCore => {
+        FlashKernel::TensorCore | FlashKernel::TensorCorePipelined => {
             tensor_cores(&client, dtype, d).map_err(unsupported)?;
-            Kind::TensorCore { emulate: false }
+            let pipelined = params.kernel == FlashKernel::TensorCorePipelined;
+            if pipelined && vec * elem != 16 {
+                return Err(unsupported(
+                    "the pipelined tensor-core kernel copies 16 bytes at a time; these tensors' \
+                     strides or offsets are not 16-byte aligned",
+                ));
+            }
+            tc(false, pipelined)
         }
-        FlashKernel::TensorCoreEmulated => {
+        FlashKernel::TensorCoreEmulated | FlashKernel::TensorCorePipelinedEmulated => {
             if !d.is_multiple_of(16) {
                 return Err(unsupported(format!(
                     "head dimension {d} on the tensor-core kernel (multiples of 16)"
                 )));
             }
-            Kind::TensorCore { emulate: true }
+            tc(
+                true,
+                params.kernel == FlashKernel::TensorCorePipelinedEmulated,
+            )
         }
     };
     let max_smem = client.properties().hardware.max_shared_memory_size;
@@ -172,7 +183,7 @@ pub(crate) fn run<R: CubeRuntime>(
             };
             (32usize, bk)
         }
-        Kind::TensorCore { emulate } => {
+        Kind::TensorCore { emulate, pipelined } => {
             // Few rows (decoding): small cubes, many of them, and tiles small enough that each
             // unit's share of a K/V tile stays in registers while its loads are in flight.
             let mut planes = if rows_cap > 32 { 4 } else { 2 };
@@ -190,7 +201,8 @@ pub(crate) fn run<R: CubeRuntime>(
                 } else {
                     0
                 };
-                (2 * 16 * planes + 2 * bk) * sd * elem + emu
+                let stages = if pipelined { 2 } else { 1 };
+                (2 * 16 * planes + 2 * stages * bk) * sd * elem + emu
             };
             while smem(planes, bk) > max_smem && bk > 16 {
                 bk /= 2;
@@ -249,7 +261,14 @@ pub(crate) fn run<R: CubeRuntime>(
         window,
         softcap,
         split: splits > 1,
-        emulate: matches!(kind, Kind::TensorCore { emulate: true }),
+        emulate: matches!(kind, Kind::TensorCore { emulate: true, .. }),
+        pipelined: matches!(
+            kind,
+            Kind::TensorCore {
+                pipelined: true,
+                ..
+            }
+        ),
     };
     let clamp_window = |w: i64| -> i32 {
         if w < 0 {
@@ -362,7 +381,7 @@ pub(crate) fn run<R: CubeRuntime>(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Portable,
-    TensorCore { emulate: bool },
+    TensorCore { emulate: bool, pipelined: bool },
 }
 
 /// Whether the tensor-core kernel runs here: f16/bf16, head dimension a multiple of 16,

@@ -45,10 +45,17 @@ pub enum FlashKernel {
     Portable,
     /// The tensor-core kernel; an error where the device or dtype does not support it.
     TensorCore,
+    /// The tensor-core kernel with two K/V stages in shared memory, the next tile copied
+    /// asynchronously (`cp.async`) while the current one is computed; an error where the device
+    /// or dtype does not support the tensor-core kernel or the tensors are not 16-byte aligned.
+    TensorCorePipelined,
     /// The tensor-core kernel's code with its plane-level matrix operations emulated through
     /// shared memory. Slow; runs on any device. It exists to test the tensor-core kernel's
     /// logic on machines without tensor cores.
     TensorCoreEmulated,
+    /// [`FlashKernel::TensorCorePipelined`]'s code, emulated as [`FlashKernel::TensorCoreEmulated`]
+    /// (its copies are plain, its stage alternation the same).
+    TensorCorePipelinedEmulated,
 }
 
 /// What [`flash_attention`] computes besides `softmax(q k^T * scale) v`.

@@ -377,14 +377,14 @@ mod device {
     }
 
     /// Runs every check on both kernels; returns the report entries and the failures per kernel.
-    fn run_checks(dev: &CudaDevice) -> (Vec<Value>, usize, usize) {
+    fn run_checks(dev: &CudaDevice, kernels: &[FlashKernel]) -> (Vec<Value>, usize, usize) {
         let mut rng = Rng(0x5eed);
         let mut entries = vec![];
         let (mut tc_fail, mut portable_fail) = (0, 0);
         println!(
             "== correctness (f64 reference; bound: 1e-2 (f16), 2e-2 (bf16) of the largest |reference|) =="
         );
-        for kernel in [FlashKernel::Portable, FlashKernel::TensorCore] {
+        for &kernel in kernels {
             for dtype in [DType::F16, DType::BF16] {
                 for c in checks() {
                     let label = format!(
@@ -430,7 +430,7 @@ mod device {
                         }
                     };
                     if !pass {
-                        if kernel == FlashKernel::TensorCore {
+                        if kernel != FlashKernel::Portable {
                             tc_fail += 1;
                         } else {
                             portable_fail += 1;
@@ -446,12 +446,17 @@ mod device {
 
     /// Runs the checks in a child process (a kernel fault there cannot poison this process's
     /// CUDA context), with a time limit.
-    fn checks_in_child(out_path: &str) -> (Value, bool) {
-        let checks_path = format!("{out_path}.checks.json");
+    fn checks_in_child(out_path: &str, pipelined: bool) -> (Value, bool) {
+        let checks_path = if pipelined {
+            format!("{out_path}.checks-pipelined.json")
+        } else {
+            format!("{out_path}.checks.json")
+        };
         let _ = std::fs::remove_file(&checks_path);
         let exe = std::env::current_exe().expect("own path");
         let child = std::process::Command::new(exe)
             .args(["--checks-only", "--out", &checks_path])
+            .args(pipelined.then_some("--pipelined"))
             .spawn();
         let mut child = match child {
             Ok(c) => c,
@@ -495,7 +500,12 @@ mod device {
         CubeClRuntimeConfig::set(config);
         let dev = CudaDevice::default();
         if args.iter().any(|a| a == "--checks-only") {
-            let (entries, tc, portable) = run_checks(&dev);
+            let kernels: &[FlashKernel] = if args.iter().any(|a| a == "--pipelined") {
+                &[FlashKernel::TensorCorePipelined]
+            } else {
+                &[FlashKernel::Portable, FlashKernel::TensorCore]
+            };
+            let (entries, tc, portable) = run_checks(&dev, kernels);
             let report = json!({"checks": entries, "tensor_core_failures": tc, "portable_failures": portable});
             std::fs::write(
                 &out_path,
@@ -504,7 +514,24 @@ mod device {
             .expect("write the checks");
             std::process::exit(i32::from(tc + portable > 0));
         }
-        let (checks, tc_ok) = checks_in_child(&out_path);
+        let (mut checks, tc_ok) = checks_in_child(&out_path, false);
+        // The pipelined variant (asynchronous copies) is checked apart: a fault or hang there
+        // leaves the other kernels' results standing.
+        let (pipe_checks, pipe_ok) = if tc_ok {
+            checks_in_child(&out_path, true)
+        } else {
+            (
+                json!({"skipped": "the tensor-core kernel failed its checks"}),
+                false,
+            )
+        };
+        if let (Some(all), Some(more)) = (
+            checks["checks"].as_array().cloned(),
+            pipe_checks["checks"].as_array(),
+        ) {
+            checks["checks"] = Value::from([all, more.clone()].concat());
+        }
+        println!("pipelined tensor-core kernel passed: {pipe_ok}");
         // Time the tensor-core kernel (what `Auto` picks on this GPU) only if it passed.
         let kernel = if tc_ok {
             FlashKernel::Auto
@@ -513,7 +540,9 @@ mod device {
         };
         println!("timing kernel: {kernel:?}");
         let mut report = json!({"tool": "kiln flash_device", "timed_kernel": format!("{kernel:?}"),
+                                "pipelined_timed": pipe_ok,
                                 "checks": checks["checks"].clone(), "check_report": checks,
+                                "pipelined_check_report": pipe_checks,
                                 "prefill": [], "decode": []});
 
         println!("== prefill (batch * seq = 16k tokens) ==");
@@ -543,6 +572,11 @@ mod device {
                     kernel,
                     ..FlashParams::default()
                 };
+                let pipelined = FlashParams {
+                    kernel: FlashKernel::TensorCorePipelined,
+                    ..params.clone()
+                };
+                let with_pipelined = pipe_ok && d == 128;
                 let r = catch_unwind(AssertUnwindSafe(|| {
                     let shape = [batch, heads, s, d];
                     let q = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), &dev)
@@ -552,27 +586,46 @@ mod device {
                     let v = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), &dev)
                         .cast(dtype);
                     let per = if s >= 4096 { 3 } else { 5 };
-                    let (secs, last) = time(&dev, per, 5, || {
-                        flash_attention(q.clone(), k.clone(), v.clone(), &params).expect("flash")
-                    });
-                    let finite = download(last.slice([0..1, 0..1]))
-                        .iter()
-                        .all(|x| x.is_finite());
-                    (secs, finite)
+                    let run = |p: &FlashParams| {
+                        let (secs, last) = time(&dev, per, 5, || {
+                            flash_attention(q.clone(), k.clone(), v.clone(), p).expect("flash")
+                        });
+                        let finite = download(last.slice([0..1, 0..1]))
+                            .iter()
+                            .all(|x| x.is_finite());
+                        (secs, finite)
+                    };
+                    let main = run(&params);
+                    let pipe = with_pipelined.then(|| run(&pipelined));
+                    (main, pipe)
                 }));
                 let flops = 4.0 * (batch * heads * d) as f64 * pairs(s, causal, window);
                 let entry = match r {
-                    Ok((secs, finite)) => {
+                    Ok(((secs, finite), pipe)) => {
                         let tflops = flops / secs / 1e12;
+                        let pipe_text = pipe.map_or(String::new(), |(ps, pf)| {
+                            format!(
+                                "; pipelined {:.3} ms, {:.1} TFLOP/s{}",
+                                ps * 1e3,
+                                flops / ps / 1e12,
+                                if pf { "" } else { " (NON-FINITE OUTPUT)" }
+                            )
+                        });
                         println!(
-                            "{} d{d} h{heads} b{batch} s{s} causal={causal} window={window} softcap={softcap}: {:.3} ms, {tflops:.1} TFLOP/s{}",
+                            "{} d{d} h{heads} b{batch} s{s} causal={causal} window={window} softcap={softcap}: {:.3} ms, {tflops:.1} TFLOP/s{}{pipe_text}",
                             dtype_name(dtype),
                             secs * 1e3,
                             if finite { "" } else { " (NON-FINITE OUTPUT)" }
                         );
-                        json!({"dtype": dtype_name(dtype), "head_dim": d, "heads": heads, "batch": batch, "seq": s,
+                        let mut e = json!({"dtype": dtype_name(dtype), "head_dim": d, "heads": heads, "batch": batch, "seq": s,
                                "causal": causal, "window": window, "softcap": softcap, "ms": secs * 1e3,
-                               "tflops": tflops, "finite": finite})
+                               "tflops": tflops, "finite": finite});
+                        if let Some((ps, pf)) = pipe {
+                            e["pipelined_ms"] = Value::from(ps * 1e3);
+                            e["pipelined_tflops"] = Value::from(flops / ps / 1e12);
+                            e["pipelined_finite"] = Value::from(pf);
+                        }
+                        e
                     }
                     Err(_) => {
                         println!(
@@ -615,30 +668,48 @@ mod device {
                             &dev,
                         )
                         .cast(dtype);
-                        let params = FlashParams {
-                            kernel,
-                            ..FlashParams::causal()
+                        let run = |kernel| {
+                            let params = FlashParams {
+                                kernel,
+                                ..FlashParams::causal()
+                            };
+                            let (secs, last) = time(&dev, 20, 7, || {
+                                flash_attention(q.clone(), k.clone(), v.clone(), &params)
+                                    .expect("flash")
+                            });
+                            let finite = download(last.slice([0..1, 0..1]))
+                                .iter()
+                                .all(|x| x.is_finite());
+                            (secs, finite)
                         };
-                        let (secs, last) = time(&dev, 20, 7, || {
-                            flash_attention(q.clone(), k.clone(), v.clone(), &params)
-                                .expect("flash")
-                        });
-                        let finite = download(last.slice([0..1, 0..1]))
-                            .iter()
-                            .all(|x| x.is_finite());
-                        (secs, finite)
+                        let main = run(kernel);
+                        let pipe = pipe_ok.then(|| run(FlashKernel::TensorCorePipelined));
+                        (main, pipe)
                     }));
                     let bytes = (2 * batch * 8 * kv * 128 * 2) as f64;
                     let entry = match r {
-                        Ok((secs, finite)) => {
+                        Ok(((secs, finite), pipe)) => {
                             let gbs = bytes / secs / 1e9;
+                            let pipe_text = pipe.map_or(String::new(), |(ps, _)| {
+                                format!(
+                                    "; pipelined {:.1} us, {:.0} GB/s",
+                                    ps * 1e6,
+                                    bytes / ps / 1e9
+                                )
+                            });
                             println!(
-                                "{} b{batch} kv{kv}: {:.1} us, {gbs:.0} GB/s of K/V{}",
+                                "{} b{batch} kv{kv}: {:.1} us, {gbs:.0} GB/s of K/V{}{pipe_text}",
                                 dtype_name(dtype),
                                 secs * 1e6,
                                 if finite { "" } else { " (NON-FINITE OUTPUT)" }
                             );
-                            json!({"dtype": dtype_name(dtype), "batch": batch, "kv": kv, "us": secs * 1e6, "gbs": gbs, "finite": finite})
+                            let mut e = json!({"dtype": dtype_name(dtype), "batch": batch, "kv": kv, "us": secs * 1e6, "gbs": gbs, "finite": finite});
+                            if let Some((ps, pf)) = pipe {
+                                e["pipelined_us"] = Value::from(ps * 1e6);
+                                e["pipelined_gbs"] = Value::from(bytes / ps / 1e9);
+                                e["pipelined_finite"] = Value::from(pf);
+                            }
+                            e
                         }
                         Err(_) => {
                             println!("{} b{batch} kv{kv}: panicked", dtype_name(dtype));

@@ -45,6 +45,9 @@ pub(crate) struct FlashConfig {
     pub split: bool,
     /// Tensor-core kernel only: emulate the plane-level matrix operations (see `mma.rs`).
     pub emulate: bool,
+    /// Tensor-core kernel only: two K/V stages, the next tile copied while the current one is
+    /// computed (asynchronous copies on CUDA; plain copies when emulating).
+    pub pipelined: bool,
 }
 
 /// Runtime layout of the launch: strides in vectors, grouping and split counts.

@@ -21,6 +21,7 @@
 
 use cubecl::cmma::MmaDefinition;
 use cubecl::ir::MatrixIdent;
+use cubecl::prelude::barrier::{Barrier, copy_async};
 use cubecl::prelude::*;
 
 use super::common::*;
@@ -205,6 +206,7 @@ fn load_kv<F: Float, N: Size>(
     v: &Array<Vector<F, N>>,
     sk: &mut SharedMemory<Vector<F, N>>,
     sv: &mut SharedMemory<Vector<F, N>>,
+    dst_row: u32,
     k_base: u32,
     k_stride: u32,
     v_base: u32,
@@ -236,10 +238,260 @@ fn load_kv<F: Float, N: Size>(
     for i in 0..per {
         let idx = UNIT_POS as usize + i * threads;
         if idx < rows * dv {
-            sk[(idx / dv) * sdv + idx % dv] = kr[i];
-            sv[(idx / dv) * sdv + idx % dv] = vr[i];
+            let dst = (dst_row as usize + idx / dv) * sdv + idx % dv;
+            sk[dst] = kr[i];
+            sv[dst] = vr[i];
         }
     }
+}
+
+/// [`load_kv`] with asynchronous copies (`cp.async`, 16 bytes each) into rows
+/// `dst_row..` of the tiles; rows at or after `limit` are zero-filled by plain stores. Each unit
+/// must then commit its copies to a barrier and wait on it before the tiles are read.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn copy_kv_async<F: Float, N: Size>(
+    k: &Array<Vector<F, N>>,
+    v: &Array<Vector<F, N>>,
+    sk: &mut SharedMemory<Vector<F, N>>,
+    sv: &mut SharedMemory<Vector<F, N>>,
+    dst_row: u32,
+    k_base: u32,
+    k_stride: u32,
+    v_base: u32,
+    v_stride: u32,
+    first: i32,
+    limit: i32,
+    #[comptime] rows: usize,
+    #[comptime] dv: usize,
+    #[comptime] sdv: usize,
+    #[comptime] threads: usize,
+) {
+    let per = comptime!((rows * dv).div_ceil(threads));
+    let nv = N::value();
+    #[unroll]
+    for i in 0..per {
+        let idx = UNIT_POS as usize + i * threads;
+        if idx < rows * dv {
+            let j = first + (idx / dv) as i32;
+            let dst = (dst_row as usize + idx / dv) * sdv + idx % dv;
+            if j < limit {
+                let ks = (k_base + (j as u32) * k_stride) as usize + idx % dv;
+                let vs = (v_base + (j as u32) * v_stride) as usize + idx % dv;
+                copy_async(
+                    &k.slice(ks, ks + 1),
+                    &mut sk.slice_mut(dst, dst + 1),
+                    comptime!(nv as u32),
+                );
+                copy_async(
+                    &v.slice(vs, vs + 1),
+                    &mut sv.slice_mut(dst, dst + 1),
+                    comptime!(nv as u32),
+                );
+            } else {
+                sk[dst] = Vector::<F, N>::new(F::new(0.0));
+                sv[dst] = Vector::<F, N>::new(F::new(0.0));
+            }
+        }
+    }
+}
+
+/// One tile of keys (`bk` rows of K and V from row `stage_row` of the shared tiles, keys
+/// `j0..`): `S = Q K^T`, masking, the online-softmax update of `stats` (`m0, m1, l0, l1` of the
+/// unit's two rows) and `O += P V`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn tile_math<F: Float, N: Size>(
+    sq: &SharedMemory<Vector<F, N>>,
+    sk: &SharedMemory<Vector<F, N>>,
+    sv: &SharedMemory<Vector<F, N>>,
+    stage_row: u32,
+    qf: &Array<Pair<F>>,
+    s_acc: &mut Array<Acc>,
+    o_acc: &mut Array<Acc>,
+    stats: &mut Array<f32>,
+    scratch: &mut SharedMemory<f32>,
+    j0: i32,
+    bounds: &Array<i32>,
+    layout: &FlashLayout,
+    #[comptime] cfg: FlashConfig,
+) {
+    let d = cfg.head_dim;
+    let nv = cfg.vec;
+    let bk = cfg.block_k;
+    let sd = d + 8;
+    let emulate = cfg.emulate;
+    let q_in_regs = d <= 128;
+    let lane = UNIT_POS % 32u32;
+    let plane = UNIT_POS / 32u32;
+    let t = lane % 4u32;
+    let lo0 = bounds[0usize];
+    let hi0 = bounds[1usize];
+    let lo1 = bounds[2usize];
+    let hi1 = bounds[3usize];
+    let lo_all = bounds[4usize];
+    let hi_all = bounds[5usize];
+    let mut m0 = stats[0usize];
+    let mut m1 = stats[1usize];
+    let mut l0 = stats[2usize];
+    let mut l1 = stats[3usize];
+
+    // S = Q K^T.
+    #[unroll]
+    for i in 0..bk / 8 * 2 {
+        s_acc[i] = Acc::new(0.0);
+    }
+    #[unroll]
+    for kk in 0..d / 16 {
+        let mut a = Array::<Pair<F>>::new(4usize);
+        if q_in_regs {
+            #[unroll]
+            for r in 0..4usize {
+                a[r] = qf[kk * 4 + r];
+            }
+        } else {
+            let f = ldsm_x4::<F, N>(
+                sq,
+                plane * 16u32,
+                (kk * 16) as u32,
+                sd,
+                false,
+                false,
+                nv,
+                emulate,
+            );
+            #[unroll]
+            for r in 0..4usize {
+                a[r] = f[r];
+            }
+        }
+        #[unroll]
+        for np in 0..bk / 16 {
+            let b4 = ldsm_x4::<F, N>(
+                sk,
+                stage_row + (np * 16) as u32,
+                (kk * 16) as u32,
+                sd,
+                true,
+                false,
+                nv,
+                emulate,
+            );
+            let mut b = Array::<Pair<F>>::new(2usize);
+            b[0usize] = b4[0usize];
+            b[1usize] = b4[1usize];
+            mma_tile::<F>(&a, &b, s_acc, 2 * np, scratch, emulate);
+            b[0usize] = b4[2usize];
+            b[1usize] = b4[3usize];
+            mma_tile::<F>(&a, &b, s_acc, 2 * np + 1, scratch, emulate);
+        }
+    }
+
+    // Scale, soft-cap, mask; row maxima.
+    let full = j0 >= lo_all && j0 + (bk as i32) <= hi_all;
+    let mut mx0 = f32::new(NEG);
+    let mut mx1 = f32::new(NEG);
+    #[unroll]
+    for nt in 0..bk / 8 {
+        #[unroll]
+        for h in 0..2usize {
+            let mut x = s_acc[2 * nt + h];
+            #[unroll]
+            for e in 0..2usize {
+                let mut s = transform_score(x[e], layout.scale, layout.softcap, cfg.softcap);
+                if !full {
+                    let key = j0 + (nt * 8 + e) as i32 + 2i32 * t as i32;
+                    let (lo, hi) = if h == 0 { (lo0, hi0) } else { (lo1, hi1) };
+                    s = select(key >= lo && key < hi, s, f32::new(NEG));
+                }
+                x[e] = s;
+                if h == 0 {
+                    mx0 = max(mx0, s);
+                } else {
+                    mx1 = max(mx1, s);
+                }
+            }
+            s_acc[2 * nt + h] = x;
+        }
+    }
+    mx0 = max(mx0, shuffle_xor(mx0, 1u32, scratch, emulate));
+    mx0 = max(mx0, shuffle_xor(mx0, 2u32, scratch, emulate));
+    mx1 = max(mx1, shuffle_xor(mx1, 1u32, scratch, emulate));
+    mx1 = max(mx1, shuffle_xor(mx1, 2u32, scratch, emulate));
+
+    let m_new0 = max(m0, mx0);
+    let m_new1 = max(m1, mx1);
+    let mu0 = select(m_new0 > NEG_HALF, m_new0, 0.0f32);
+    let mu1 = select(m_new1 > NEG_HALF, m_new1, 0.0f32);
+    let alpha0 = (m0 - mu0).exp();
+    let alpha1 = (m1 - mu1).exp();
+    m0 = m_new0;
+    m1 = m_new1;
+
+    // Probabilities (masked keys exactly zero) and this unit's partial row sums.
+    let mut rs0 = 0.0f32;
+    let mut rs1 = 0.0f32;
+    #[unroll]
+    for nt in 0..bk / 8 {
+        #[unroll]
+        for h in 0..2usize {
+            let mut x = s_acc[2 * nt + h];
+            let mu = if h == 0 { mu0 } else { mu1 };
+            #[unroll]
+            for e in 0..2usize {
+                let p = select(x[e] > NEG_HALF, (x[e] - mu).exp(), 0.0f32);
+                x[e] = p;
+                if h == 0 {
+                    rs0 += p;
+                } else {
+                    rs1 += p;
+                }
+            }
+            s_acc[2 * nt + h] = x;
+        }
+    }
+    l0 = l0 * alpha0 + rs0;
+    l1 = l1 * alpha1 + rs1;
+    #[unroll]
+    for dt in 0..d / 8 {
+        o_acc[2 * dt] = o_acc[2 * dt] * Acc::new(alpha0);
+        o_acc[2 * dt + 1] = o_acc[2 * dt + 1] * Acc::new(alpha1);
+    }
+
+    // O += P V.
+    #[unroll]
+    for kk in 0..bk / 16 {
+        let mut pa = Array::<Pair<F>>::new(4usize);
+        pa[0usize] = Pair::<F>::cast_from(s_acc[4 * kk]);
+        pa[1usize] = Pair::<F>::cast_from(s_acc[4 * kk + 1]);
+        pa[2usize] = Pair::<F>::cast_from(s_acc[4 * kk + 2]);
+        pa[3usize] = Pair::<F>::cast_from(s_acc[4 * kk + 3]);
+        #[unroll]
+        for dp in 0..d / 16 {
+            let b4 = ldsm_x4::<F, N>(
+                sv,
+                stage_row + (kk * 16) as u32,
+                (dp * 16) as u32,
+                sd,
+                false,
+                true,
+                nv,
+                emulate,
+            );
+            let mut b = Array::<Pair<F>>::new(2usize);
+            b[0usize] = b4[0usize];
+            b[1usize] = b4[1usize];
+            mma_tile::<F>(&pa, &b, o_acc, 2 * dp, scratch, emulate);
+            b[0usize] = b4[2usize];
+            b[1usize] = b4[3usize];
+            mma_tile::<F>(&pa, &b, o_acc, 2 * dp + 1, scratch, emulate);
+        }
+    }
+
+    stats[0usize] = m0;
+    stats[1usize] = m1;
+    stats[2usize] = l0;
+    stats[3usize] = l1;
 }
 
 /// The tensor-core flash kernel (see the module documentation).
@@ -281,8 +533,9 @@ pub(crate) fn flash_mma<F: Float, N: Size>(
     let t = lane % 4u32;
 
     let mut sq = SharedMemory::<Vector<F, N>>::new_aligned(bq * sdv, 16usize);
-    let mut sk = SharedMemory::<Vector<F, N>>::new_aligned(bk * sdv, 16usize);
-    let mut sv = SharedMemory::<Vector<F, N>>::new_aligned(bk * sdv, 16usize);
+    let stages = comptime!(if cfg.pipelined { 2usize } else { 1usize });
+    let mut sk = SharedMemory::<Vector<F, N>>::new_aligned(stages * bk * sdv, 16usize);
+    let mut sv = SharedMemory::<Vector<F, N>>::new_aligned(stages * bk * sdv, 16usize);
     let mut scratch = SharedMemory::<f32>::new(comptime!(if emulate {
         planes * EMULATION_FLOATS_PER_PLANE
     } else {
@@ -367,10 +620,18 @@ pub(crate) fn flash_mma<F: Float, N: Size>(
         cfg.window,
     );
 
-    let mut m0 = f32::new(NEG);
-    let mut m1 = f32::new(NEG);
-    let mut l0 = 0.0f32;
-    let mut l1 = 0.0f32;
+    let mut bounds = Array::<i32>::new(6usize);
+    bounds[0usize] = lo0;
+    bounds[1usize] = hi0;
+    bounds[2usize] = lo1;
+    bounds[3usize] = hi1;
+    bounds[4usize] = lo_all;
+    bounds[5usize] = hi_all;
+    let mut stats = Array::<f32>::new(4usize);
+    stats[0usize] = f32::new(NEG);
+    stats[1usize] = f32::new(NEG);
+    stats[2usize] = 0.0f32;
+    stats[3usize] = 0.0f32;
     let mut o_acc = Array::<Acc>::new(d / 8 * 2);
     #[unroll]
     for i in 0..d / 8 * 2 {
@@ -381,180 +642,130 @@ pub(crate) fn flash_mma<F: Float, N: Size>(
     let k_head = plan.k_base + plan.kv_head * layout.k_stride_h;
     let v_head = plan.v_base + plan.kv_head * layout.v_stride_h;
 
-    for tile in plan.tile_begin..plan.tile_end {
-        let j0 = plan.kv_lo + (tile * bk as u32) as i32;
+    if cfg.pipelined && !emulate {
+        // Two K/V stages filled by asynchronous copies: tile t + 1 is in flight while tile t
+        // is computed.
+        let bar0 = Barrier::shared(threads as u32, UNIT_POS == 0u32);
+        let bar1 = Barrier::shared(threads as u32, UNIT_POS == 0u32);
         sync_cube();
-        load_kv::<F, N>(
-            k,
-            v,
-            &mut sk,
-            &mut sv,
-            k_head,
-            layout.k_stride_t,
-            v_head,
-            layout.v_stride_t,
-            j0,
-            plan.k_len as i32,
-            bk,
-            dv,
-            sdv,
-            threads,
-        );
-        sync_cube();
-
-        // S = Q K^T.
-        #[unroll]
-        for i in 0..bk / 8 * 2 {
-            s_acc[i] = Acc::new(0.0);
+        if plan.tile_begin < plan.tile_end {
+            copy_kv_async::<F, N>(
+                k,
+                v,
+                &mut sk,
+                &mut sv,
+                0u32,
+                k_head,
+                layout.k_stride_t,
+                v_head,
+                layout.v_stride_t,
+                plan.kv_lo + (plan.tile_begin * bk as u32) as i32,
+                plan.k_len as i32,
+                bk,
+                dv,
+                sdv,
+                threads,
+            );
+            bar0.commit_copy_async();
         }
-        #[unroll]
-        for kk in 0..d / 16 {
-            let mut a = Array::<Pair<F>>::new(4usize);
-            if q_in_regs {
-                #[unroll]
-                for r in 0..4usize {
-                    a[r] = qf[kk * 4 + r];
+        for tile in plan.tile_begin..plan.tile_end {
+            let j0 = plan.kv_lo + (tile * bk as u32) as i32;
+            let stage = (tile - plan.tile_begin) % 2u32;
+            if tile + 1u32 < plan.tile_end {
+                copy_kv_async::<F, N>(
+                    k,
+                    v,
+                    &mut sk,
+                    &mut sv,
+                    (1u32 - stage) * bk as u32,
+                    k_head,
+                    layout.k_stride_t,
+                    v_head,
+                    layout.v_stride_t,
+                    j0 + bk as i32,
+                    plan.k_len as i32,
+                    bk,
+                    dv,
+                    sdv,
+                    threads,
+                );
+                if stage == 0u32 {
+                    bar1.commit_copy_async();
+                } else {
+                    bar0.commit_copy_async();
                 }
+            }
+            if stage == 0u32 {
+                bar0.arrive_and_wait();
             } else {
-                let f = ldsm_x4::<F, N>(
-                    &sq,
-                    plane * 16u32,
-                    (kk * 16) as u32,
-                    sd,
-                    false,
-                    false,
-                    nv,
-                    emulate,
-                );
-                #[unroll]
-                for r in 0..4usize {
-                    a[r] = f[r];
-                }
+                bar1.arrive_and_wait();
             }
-            #[unroll]
-            for np in 0..bk / 16 {
-                let b4 = ldsm_x4::<F, N>(
-                    &sk,
-                    (np * 16) as u32,
-                    (kk * 16) as u32,
-                    sd,
-                    true,
-                    false,
-                    nv,
-                    emulate,
-                );
-                let mut b = Array::<Pair<F>>::new(2usize);
-                b[0usize] = b4[0usize];
-                b[1usize] = b4[1usize];
-                mma_tile::<F>(&a, &b, &mut s_acc, 2 * np, &mut scratch, emulate);
-                b[0usize] = b4[2usize];
-                b[1usize] = b4[3usize];
-                mma_tile::<F>(&a, &b, &mut s_acc, 2 * np + 1, &mut scratch, emulate);
-            }
+            tile_math::<F, N>(
+                &sq,
+                &sk,
+                &sv,
+                stage * bk as u32,
+                &qf,
+                &mut s_acc,
+                &mut o_acc,
+                &mut stats,
+                &mut scratch,
+                j0,
+                &bounds,
+                &layout,
+                cfg,
+            );
+            sync_cube();
         }
-
-        // Scale, soft-cap, mask; row maxima.
-        let full = j0 >= lo_all && j0 + (bk as i32) <= hi_all;
-        let mut mx0 = f32::new(NEG);
-        let mut mx1 = f32::new(NEG);
-        #[unroll]
-        for nt in 0..bk / 8 {
-            #[unroll]
-            for h in 0..2usize {
-                let mut x = s_acc[2 * nt + h];
-                #[unroll]
-                for e in 0..2usize {
-                    let mut s = transform_score(x[e], layout.scale, layout.softcap, cfg.softcap);
-                    if !full {
-                        let key = j0 + (nt * 8 + e) as i32 + 2i32 * t as i32;
-                        let (lo, hi) = if h == 0 { (lo0, hi0) } else { (lo1, hi1) };
-                        s = select(key >= lo && key < hi, s, f32::new(NEG));
-                    }
-                    x[e] = s;
-                    if h == 0 {
-                        mx0 = max(mx0, s);
-                    } else {
-                        mx1 = max(mx1, s);
-                    }
-                }
-                s_acc[2 * nt + h] = x;
+    } else {
+        for tile in plan.tile_begin..plan.tile_end {
+            let j0 = plan.kv_lo + (tile * bk as u32) as i32;
+            // With `pipelined` (emulated), alternate stages as the asynchronous path does.
+            let mut stage = 0u32;
+            if cfg.pipelined {
+                stage = (tile - plan.tile_begin) % 2u32;
             }
-        }
-        mx0 = max(mx0, shuffle_xor(mx0, 1u32, &mut scratch, emulate));
-        mx0 = max(mx0, shuffle_xor(mx0, 2u32, &mut scratch, emulate));
-        mx1 = max(mx1, shuffle_xor(mx1, 1u32, &mut scratch, emulate));
-        mx1 = max(mx1, shuffle_xor(mx1, 2u32, &mut scratch, emulate));
-
-        let m_new0 = max(m0, mx0);
-        let m_new1 = max(m1, mx1);
-        let mu0 = select(m_new0 > NEG_HALF, m_new0, 0.0f32);
-        let mu1 = select(m_new1 > NEG_HALF, m_new1, 0.0f32);
-        let alpha0 = (m0 - mu0).exp();
-        let alpha1 = (m1 - mu1).exp();
-        m0 = m_new0;
-        m1 = m_new1;
-
-        // Probabilities (masked keys exactly zero) and this unit's partial row sums.
-        let mut rs0 = 0.0f32;
-        let mut rs1 = 0.0f32;
-        #[unroll]
-        for nt in 0..bk / 8 {
-            #[unroll]
-            for h in 0..2usize {
-                let mut x = s_acc[2 * nt + h];
-                let mu = if h == 0 { mu0 } else { mu1 };
-                #[unroll]
-                for e in 0..2usize {
-                    let p = select(x[e] > NEG_HALF, (x[e] - mu).exp(), 0.0f32);
-                    x[e] = p;
-                    if h == 0 {
-                        rs0 += p;
-                    } else {
-                        rs1 += p;
-                    }
-                }
-                s_acc[2 * nt + h] = x;
-            }
-        }
-        l0 = l0 * alpha0 + rs0;
-        l1 = l1 * alpha1 + rs1;
-        #[unroll]
-        for dt in 0..d / 8 {
-            o_acc[2 * dt] = o_acc[2 * dt] * Acc::new(alpha0);
-            o_acc[2 * dt + 1] = o_acc[2 * dt + 1] * Acc::new(alpha1);
-        }
-
-        // O += P V.
-        #[unroll]
-        for kk in 0..bk / 16 {
-            let mut pa = Array::<Pair<F>>::new(4usize);
-            pa[0usize] = Pair::<F>::cast_from(s_acc[4 * kk]);
-            pa[1usize] = Pair::<F>::cast_from(s_acc[4 * kk + 1]);
-            pa[2usize] = Pair::<F>::cast_from(s_acc[4 * kk + 2]);
-            pa[3usize] = Pair::<F>::cast_from(s_acc[4 * kk + 3]);
-            #[unroll]
-            for dp in 0..d / 16 {
-                let b4 = ldsm_x4::<F, N>(
-                    &sv,
-                    (kk * 16) as u32,
-                    (dp * 16) as u32,
-                    sd,
-                    false,
-                    true,
-                    nv,
-                    emulate,
-                );
-                let mut b = Array::<Pair<F>>::new(2usize);
-                b[0usize] = b4[0usize];
-                b[1usize] = b4[1usize];
-                mma_tile::<F>(&pa, &b, &mut o_acc, 2 * dp, &mut scratch, emulate);
-                b[0usize] = b4[2usize];
-                b[1usize] = b4[3usize];
-                mma_tile::<F>(&pa, &b, &mut o_acc, 2 * dp + 1, &mut scratch, emulate);
-            }
+            sync_cube();
+            load_kv::<F, N>(
+                k,
+                v,
+                &mut sk,
+                &mut sv,
+                stage * bk as u32,
+                k_head,
+                layout.k_stride_t,
+                v_head,
+                layout.v_stride_t,
+                j0,
+                plan.k_len as i32,
+                bk,
+                dv,
+                sdv,
+                threads,
+            );
+            sync_cube();
+            tile_math::<F, N>(
+                &sq,
+                &sk,
+                &sv,
+                stage * bk as u32,
+                &qf,
+                &mut s_acc,
+                &mut o_acc,
+                &mut stats,
+                &mut scratch,
+                j0,
+                &bounds,
+                &layout,
+                cfg,
+            );
         }
     }
 
+    let m0 = stats[0usize];
+    let m1 = stats[1usize];
+    let mut l0 = stats[2usize];
+    let mut l1 = stats[3usize];
     // Full row sums over the quad; normalize.
     l0 += shuffle_xor(l0, 1u32, &mut scratch, emulate);
     l0 += shuffle_xor(l0, 2u32, &mut scratch, emulate);
