@@ -491,10 +491,7 @@ mod device {
             .unwrap_or_else(|| "flash_kiln.json".into());
         let quick = args.iter().any(|a| a == "--quick");
         // One kernel cache on disk for the check process and this one: each compiles once.
-        let cache = std::path::Path::new(&out_path)
-            .parent()
-            .map(|p| p.join("cubecl-cache"))
-            .unwrap_or_else(|| "cubecl-cache".into());
+        let cache = std::env::temp_dir().join("kiln-flash-device-kernels");
         let mut config = CubeClRuntimeConfig::default();
         config.compilation.cache = Some(CacheConfig::File(cache));
         CubeClRuntimeConfig::set(config);
