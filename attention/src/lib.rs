@@ -17,6 +17,7 @@
 //! ```
 
 mod eager;
+mod flash;
 mod mask;
 
 use std::fmt;
@@ -26,6 +27,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 pub use eager::eager_attention;
+pub use flash::{FlashKernel, FlashParams, flash_attention, flash_attention_varlen};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -296,11 +298,37 @@ pub fn attention<B: Backend>(
     match implementation {
         AttentionImpl::Eager | AttentionImpl::Auto => eager_attention(q, k, v, options),
         AttentionImpl::Sdpa => sdpa_attention(q, k, v, options),
-        AttentionImpl::Flash => Err(AttentionError::Unsupported {
-            implementation: AttentionImpl::Flash,
-            reason: "the flash kernels are not part of this release; use eager or sdpa".into(),
-        }),
+        AttentionImpl::Flash => {
+            let k_len = k.dims()[2];
+            flash_attention(q, k, v, &flash_params(options, k_len)?)
+        }
     }
+}
+
+/// The flash kernels' parameters for `options`. Key padding reaches them only as "no padding":
+/// the kernels take per-sequence key counts with causal/window masks aligned to each count,
+/// which is not the eager path's meaning of a padding mask, so real padding is refused.
+fn flash_params(options: &AttentionOptions, k_len: usize) -> Result<FlashParams, AttentionError> {
+    let padded = match &options.key_padding {
+        None => false,
+        Some(KeyPadding::Lengths(lengths)) => lengths.iter().any(|&n| n != k_len),
+        Some(KeyPadding::Mask { keep, .. }) => keep.iter().any(|&real| !real),
+    };
+    if padded {
+        return Err(AttentionError::Unsupported {
+            implementation: AttentionImpl::Flash,
+            reason: "key padding masks (use eager or sdpa for padded batches)".into(),
+        });
+    }
+    let side = |w: Option<usize>| w.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    Ok(FlashParams {
+        scale: options.scale,
+        causal: options.causal,
+        window_left: side(options.window.left),
+        window_right: side(options.window.right),
+        softcap: options.softcap.unwrap_or(0.0),
+        ..FlashParams::default()
+    })
 }
 
 /// Burn's fused `module::attention` where it supports the case, else the eager implementation.
