@@ -173,24 +173,25 @@ fn fused_gemv_matches_dequantized_matmul() {
         (9, 4096, 4096),
         (131, 256, 128),
     ];
+    // Shared memory on lavapipe is 32 KiB: keep the shared-memory reduction small.
     let configs = [
         GemvConfig {
-            rows_per_plane: 4,
-            planes: 4,
+            rows_per_plane: 2,
+            planes: 2,
             lut: LutMode::Pairs(1),
             use_plane: false,
             max_cubes: 0,
         },
         GemvConfig {
-            rows_per_plane: 2,
-            planes: 2,
+            rows_per_plane: 1,
+            planes: 4,
             lut: LutMode::Single,
             use_plane: false,
             max_cubes: 3,
         },
         GemvConfig {
-            rows_per_plane: 1,
-            planes: 8,
+            rows_per_plane: 3,
+            planes: 1,
             lut: LutMode::Pairs(8),
             use_plane: false,
             max_cubes: 0,
@@ -215,7 +216,6 @@ fn fused_gemv_matches_dequantized_matmul() {
                         let (want, mag) = reference_gemv(&x, &wf, m, n, k);
                         let config = configs[(si + m) % configs.len()];
                         let out = poisoned(&client, m * n * dtype.size());
-                        let t0 = std::time::Instant::now();
                         dev.gemv_into(
                             &client,
                             &xh,
@@ -227,11 +227,6 @@ fn fused_gemv_matches_dequantized_matmul() {
                         )
                         .unwrap();
                         let got = gpu::read_back_f32(&client, out, m * n, dtype).unwrap();
-                        println!(
-                            "TIME {n}x{k} bs{bs} {qt} dq{dq} {dtype} m{m} {:?}: {:?}",
-                            config.lut,
-                            t0.elapsed()
-                        );
                         for i in 0..m * n {
                             let e = want[i] + if with_bias { bias[i % n] as f64 } else { 0.0 };
                             let tol = 1e-5 * (mag[i] + bias[i % n].abs() as f64)
@@ -380,4 +375,121 @@ fn quantize_rejects_non_finite_input() {
         matches!(err, kiln_quant::QuantError::NonFinite { index: 201, .. }),
         "{err}"
     );
+}
+
+fn cpu_int8_linear(
+    x: &[f32],
+    m: usize,
+    w: &kiln_quant::codec::Int8Rowwise,
+    bias: Option<&[f32]>,
+    threshold: f64,
+    dtype: FloatDtype,
+) -> Vec<f32> {
+    use kiln_quant::codec::int8_linear;
+    fn conv<T: kiln_quant::codec::Element>(v: &[f32]) -> Vec<T> {
+        v.iter().map(|x| T::from_f32(*x)).collect()
+    }
+    match dtype {
+        FloatDtype::F32 => int8_linear(x, m, w, bias, threshold).unwrap(),
+        FloatDtype::F16 => {
+            let b = bias.map(conv::<f16>);
+            int8_linear(&conv::<f16>(x), m, w, b.as_deref(), threshold)
+                .unwrap()
+                .iter()
+                .map(|v| v.to_f32())
+                .collect()
+        }
+        FloatDtype::BF16 => {
+            let b = bias.map(conv::<bf16>);
+            int8_linear(&conv::<bf16>(x), m, w, b.as_deref(), threshold)
+                .unwrap()
+                .iter()
+                .map(|v| v.to_f32())
+                .collect()
+        }
+    }
+}
+
+#[test]
+fn int8_linear_matches_cpu_codec() {
+    use kiln_quant::codec::Int8Rowwise;
+    use kiln_quant::gpu::{DeviceInt8, Int8Config};
+    let client = client();
+    let mut rng = Rng::new("int8");
+    let shapes = [(37usize, 100usize), (70, 333), (5, 1024)];
+    let configs = [
+        Int8Config {
+            rows_per_plane: 2,
+            planes: 2,
+            use_plane: false,
+            max_cubes: 0,
+        },
+        Int8Config {
+            rows_per_plane: 1,
+            planes: 3,
+            use_plane: false,
+            max_cubes: 5,
+        },
+    ];
+    for (si, &(n, k)) in shapes.iter().enumerate() {
+        let wf = rng.vec(n * k);
+        let w = Int8Rowwise::quantize_weight(&wf, n, k).unwrap();
+        let dev = DeviceInt8::upload(&client, &w);
+        for dtype in dtypes(&client) {
+            for (mi, m) in [1usize, 5, 16].into_iter().enumerate() {
+                for threshold in [6.0, 0.0] {
+                    let mut x: Vec<f32> = rng.vec(m * k).iter().map(|v| dtype.round(*v)).collect();
+                    // A few outlier columns, in one row only, and values right at the threshold.
+                    for c in [3usize, k / 2, k - 1] {
+                        let r = c % m;
+                        x[r * k + c] = if c == 3 { 6.0 } else { -9.5 };
+                    }
+                    let bias: Vec<f32> = rng.vec(n).iter().map(|v| dtype.round(*v)).collect();
+                    let with_bias = (mi + si) % 2 == 0;
+                    let want = cpu_int8_linear(
+                        &x,
+                        m,
+                        &w,
+                        with_bias.then_some(&bias[..]),
+                        threshold,
+                        dtype,
+                    );
+                    let xh = gpu::upload_as(&client, &x, dtype);
+                    let bh = gpu::upload_as(&client, &bias, dtype);
+                    let out = poisoned(&client, m * n * dtype.size());
+                    let config = configs[(si + mi) % 2];
+                    dev.linear_into(
+                        &client,
+                        &xh,
+                        m,
+                        dtype,
+                        with_bias.then_some(&bh),
+                        threshold,
+                        &out,
+                        config,
+                    )
+                    .unwrap();
+                    let got = gpu::read_back_f32(&client, out, m * n, dtype).unwrap();
+                    // The int8 part is exact; the outlier sum runs in another order.
+                    let outlier_mag: Vec<f32> = (0..m)
+                        .map(|i| {
+                            [3usize, k / 2, k - 1]
+                                .iter()
+                                .map(|&c| x[i * k + c].abs())
+                                .sum()
+                        })
+                        .collect();
+                    for i in 0..m * n {
+                        let e = want[i];
+                        let tol = 2.0 * ulp(e, dtype) + 1e-5 * (outlier_mag[i / n] + e.abs() + 1.0);
+                        assert!(
+                            (got[i] - e).abs() <= tol,
+                            "{dtype} [{n}x{k}] m {m} threshold {threshold} {config:?}: y[{i}] = {} vs {e}",
+                            got[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

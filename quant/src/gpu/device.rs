@@ -88,9 +88,18 @@ impl GemvConfig {
     ) -> Self {
         let use_plane = planes_of_32(client);
         let max_shared = client.properties().hardware.max_shared_memory_size;
-        let rows_per_plane = if m <= 4 { 4 } else { 2 };
+        // Without planes the reduction goes through shared memory: keep the cubes small.
+        let rows_per_plane = match (use_plane, m <= 4) {
+            (true, true) => 4,
+            (true, false) => 2,
+            (false, _) => 1,
+        };
         // Keep enough cubes for every SM: small layers get smaller cubes.
-        let planes = if out_features >= 8192 { 8 } else { 4 };
+        let planes = match (use_plane, out_features >= 8192) {
+            (true, true) => 8,
+            (true, false) => 4,
+            (false, _) => 2,
+        };
         let copies = if max_shared >= 64 * 1024 { 16 } else { 1 };
         let sms = client
             .properties()
@@ -303,6 +312,12 @@ impl DeviceQuant4 {
         let rows = config.rows_per_plane.max(1);
         let planes = config.planes.clamp(1, 32);
         let vx = x_vector_width(client, x, dtype, k);
+        let outputs = planes * rows * m;
+        let shared = 4 * 16
+            + 8 * 256 * copies.max(1)
+            + if self.is_nested() { 4 * 256 } else { 0 }
+            + 4 * outputs * if config.use_plane { 1 } else { 33 };
+        check_shared(client, shared, "fused 4-bit GEMV")?;
         check_capacity(x, m * k * dtype.size(), "GEMV input")?;
         check_capacity(out, m * n * dtype.size(), "GEMV output")?;
         if let Some(b) = bias {
@@ -340,6 +355,7 @@ impl DeviceQuant4 {
                 self.blocksize.trailing_zeros(),
                 m,
                 rows,
+                planes,
                 nested,
                 has_bias,
                 copies,
@@ -373,6 +389,22 @@ pub(crate) fn check_capacity(handle: &Handle, bytes: usize, what: &str) -> Resul
     if size < bytes {
         return Err(QuantError::Device(format!(
             "{what}: buffer of {size} bytes, needs {bytes}"
+        )));
+    }
+    Ok(())
+}
+
+/// Fails unless a cube may use `bytes` of shared memory on this device.
+pub(crate) fn check_shared<R: Runtime>(
+    client: &ComputeClient<R>,
+    bytes: usize,
+    what: &str,
+) -> Result<()> {
+    let max = client.properties().hardware.max_shared_memory_size;
+    if bytes > max {
+        return Err(QuantError::Device(format!(
+            "{what}: this launch needs {bytes} bytes of shared memory, the device has {max}; \
+             use fewer rows, planes or table copies"
         )));
     }
     Ok(())

@@ -8,36 +8,48 @@ use super::dequant::block_scale;
 /// Codes per 16-byte chunk of a weight row.
 pub(crate) const CHUNK: usize = 32;
 
-/// Sums `value` over the 32 units of a logical plane (`UNIT_POS_X`), with plane operations or
-/// through shared memory; the result is valid in unit 0 (with planes, in every unit).
+/// Sums each of the `count` per-unit accumulators over the 32 units of the unit's plane and
+/// leaves the totals in `totals[plane * count + i]` (visible to the whole cube on return).
+/// With plane operations: one `plane_sum` each. Without: through shared memory (`partial`
+/// holds `planes * count * 32` values), one unit summing each total.
 #[cube]
-pub(crate) fn plane32_sum(
-    value: f32,
-    scratch: &mut SharedMemory<f32>,
+pub(crate) fn plane_totals<E: Numeric>(
+    acc: &Array<E>,
+    totals: &mut SharedMemory<E>,
+    partial: &mut SharedMemory<E>,
+    #[comptime] count: usize,
     #[comptime] use_plane: bool,
-) -> f32 {
+) {
+    let lane = UNIT_POS_X as usize;
+    let base = (UNIT_POS_Y as usize) * count;
     if comptime!(use_plane) {
-        plane_sum(value)
-    } else {
-        let lane = UNIT_POS_X as usize;
-        let base = (UNIT_POS_Y as usize) * 32;
-        scratch[base + lane] = value;
-        sync_cube();
         #[unroll]
-        for step in 0..5u32 {
-            let s = comptime!(16usize >> step);
-            if lane < s {
-                scratch[base + lane] += scratch[base + lane + s];
+        for i in 0..count {
+            let total = plane_sum(acc[i]);
+            if lane == comptime!(i % 32) {
+                totals[base + i] = total;
             }
-            sync_cube();
         }
-        let total = scratch[base];
+    } else {
+        #[unroll]
+        for i in 0..count {
+            partial[(base + i) * 32 + lane] = acc[i];
+        }
         sync_cube();
-        total
+        let mut i = lane;
+        while i < count {
+            let mut total = E::from_int(0);
+            for l in 0..32usize {
+                total += partial[(base + i) * 32 + l];
+            }
+            totals[base + i] = total;
+            i += 32;
+        }
     }
+    sync_cube();
 }
 
-/// The fused kernel. A cube is `32 x warps` units; each plane of 32 owns `rows` consecutive
+/// The fused kernel. A cube is `32 x planes` units; each plane of 32 owns `rows` consecutive
 /// weight rows, each unit a 16-byte chunk (32 codes) of every one of them per step, so that a
 /// plane reads 512 contiguous bytes of a row per load. The x values of a chunk are loaded once
 /// per step for all rows. Cubes stride over the row groups.
@@ -60,6 +72,7 @@ pub(crate) fn gemv4_kernel<F: Float, NX: Size>(
     block_shift: u32,
     #[comptime] m: usize,
     #[comptime] rows: usize,
+    #[comptime] planes: usize,
     #[comptime] nested: bool,
     #[comptime] has_bias: bool,
     #[comptime] pair_copies: usize,
@@ -68,7 +81,6 @@ pub(crate) fn gemv4_kernel<F: Float, NX: Size>(
 ) {
     let lane = UNIT_POS_X as usize;
     let warp = UNIT_POS_Y as usize;
-    let warps = CUBE_DIM_Y as usize;
     let threads = CUBE_DIM as usize;
     let t = UNIT_POS as usize;
 
@@ -77,7 +89,12 @@ pub(crate) fn gemv4_kernel<F: Float, NX: Size>(
     let mut table = SharedMemory::<f32>::new(16usize);
     let mut pairs = SharedMemory::<Vector<f32, Const<2>>>::new(comptime!(256 * pair_copies.max(1)));
     let mut nested_table = SharedMemory::<f32>::new(if nested { 256usize } else { 1usize });
-    let mut scratch = SharedMemory::<f32>::new(if use_plane { 1usize } else { 32 * 32usize });
+    let mut totals = SharedMemory::<f32>::new(comptime!(planes * rows * m));
+    let mut partial = SharedMemory::<f32>::new(if use_plane {
+        1usize
+    } else {
+        comptime!(planes * rows * m * 32)
+    });
     let mut i = t;
     while i < 16 {
         table[i] = code[i];
@@ -109,7 +126,7 @@ pub(crate) fn gemv4_kernel<F: Float, NX: Size>(
     let blocks_per_row = kk >> block_shift as usize;
     let vx = x.vector_size();
     let x_row = kk / vx;
-    let group_rows = warps * rows;
+    let group_rows = planes * rows;
     let groups = n.div_ceil(group_rows);
     let copy = lane % comptime!(pair_copies.max(1));
 
@@ -232,21 +249,28 @@ pub(crate) fn gemv4_kernel<F: Float, NX: Size>(
             c += 32;
         }
 
-        #[unroll]
-        for r in 0..rows {
-            #[unroll]
-            for mi in 0..m {
-                let total = plane32_sum(acc[r * m + mi], &mut scratch, use_plane);
-                let row = row0 + r;
-                if lane == comptime!((r * m + mi) % 32) && row < n {
-                    let mut v = total;
-                    if comptime!(has_bias) {
-                        v += f32::cast_from(bias[row]);
-                    }
-                    y[mi * n + row] = F::cast_from(v);
+        plane_totals(
+            &acc,
+            &mut totals,
+            &mut partial,
+            comptime!(rows * m),
+            use_plane,
+        );
+        let mut i = lane;
+        while i < comptime!(rows * m) {
+            let r = i / m;
+            let mi = i % m;
+            let row = row0 + r;
+            if row < n {
+                let mut v = totals[warp * comptime!(rows * m) + i];
+                if comptime!(has_bias) {
+                    v += f32::cast_from(bias[row]);
                 }
+                y[mi * n + row] = F::cast_from(v);
             }
+            i += 32;
         }
+        sync_cube();
         g += CUBE_COUNT;
     }
 }

@@ -16,9 +16,11 @@
 mod dequant;
 mod device;
 mod gemv4;
+mod int8;
 mod quantize;
 
 pub use device::{DeviceAbsmax, DeviceQuant4, GemvConfig, LutMode, MAX_GEMV_ROWS};
+pub use int8::{DeviceInt8, Int8Config};
 pub use quantize::{quantize_4bit, quantize_4bit_device};
 
 use cubecl::prelude::*;
