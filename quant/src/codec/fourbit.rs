@@ -61,6 +61,7 @@ impl FourBitType {
         }
     }
 
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
     /// The nearest-code search as tables: 15 midpoints between value-sorted codes (then
     /// `+inf`), the code of each sorted position, and the code odd counts are padded with.
     pub(crate) fn search_tables(self) -> (&'static [f32; 16], &'static [u8; 16], u8) {

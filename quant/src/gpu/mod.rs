@@ -23,6 +23,9 @@ pub use device::{DeviceAbsmax, DeviceQuant4, GemvConfig, LutMode, MAX_GEMV_ROWS}
 pub use int8::{DeviceInt8, Int8Config};
 pub use quantize::{quantize_4bit, quantize_4bit_device};
 
+#[cfg(feature = "burn")]
+pub(crate) mod burn_glue;
+
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
