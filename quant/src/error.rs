@@ -98,6 +98,9 @@ pub enum QuantError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A device kernel cannot run: unsupported dtype or shape, or a runtime failure.
+    #[error("device kernel: {0}")]
+    Device(String),
     /// An I/O error on a file.
     #[error("{}: {source}", .path.display())]
     Io {

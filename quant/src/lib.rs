@@ -30,6 +30,8 @@ pub mod codec;
 mod config;
 mod element;
 mod error;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub mod gpu;
 #[cfg(feature = "burn")]
 pub mod nn;
 

@@ -61,6 +61,14 @@ impl FourBitType {
         }
     }
 
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    /// The nearest-code search as tables: 15 midpoints between value-sorted codes (then
+    /// `+inf`), the code of each sorted position, and the code odd counts are padded with.
+    pub(crate) fn search_tables(self) -> (&'static [f32; 16], &'static [u8; 16], u8) {
+        let s = self.search();
+        (&s.bounds, &s.order, s.order[s.position(0.0)])
+    }
+
     fn search(self) -> &'static FourBitSearch {
         match self {
             FourBitType::Nf4 => nf4_search(),

@@ -4,7 +4,7 @@ use burn::module::{Module, Param};
 use burn::prelude::Backend;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 
-use super::{compute_float_dtype, linear_weight_to_rows};
+use super::{compute_float_dtype, linear_weight_to_rows, pack_words, unpack_fields};
 use crate::checkpoint::{Checkpoint, LinearWeight};
 use crate::codec::{Absmax, FourBitType, NESTED_BLOCKSIZE, Quantized4bit};
 use crate::element::FloatDtype;
@@ -30,16 +30,22 @@ pub struct Linear4bitMeta {
 }
 
 /// A Linear layer whose `[out, in]` weight is stored as bitsandbytes 4-bit: packed codes, the
-/// per-block absmax (plain, or double-quantized), and the 16-entry code table. `forward`
-/// dequantizes the weight to the compute dtype and multiplies: the reference path, on every
-/// backend (fused low-bit kernels plug in behind the same module).
+/// per-block absmax (plain, or double-quantized), and the 16-entry code table. The bytes are
+/// bitsandbytes' own, four to a 32-bit word, so the weight takes half a byte per parameter on
+/// the device.
+///
+/// `forward` runs CubeCL kernels on burn's CUDA and wgpu backends (features `cuda` / `wgpu`):
+/// the fused 4-bit GEMV for up to [`crate::gpu::MAX_GEMV_ROWS`] rows, a device dequantization
+/// and burn's matmul for more. On other backends it dequantizes with burn ops and multiplies:
+/// the reference path.
 #[derive(Module, Debug)]
 pub struct Linear4bit<B: Backend> {
-    /// Packed codes (one byte per element, values 0..=255), first element in the high nibble.
+    /// The packed bytes (two codes per byte, the first in the high nibble) as little-endian
+    /// 32-bit words held in the int tensor, zero-padded to a multiple of 4 words (16 bytes).
     pub packed: Tensor<B, 1, Int>,
     /// Per-block absmax in f32 when plain; empty when nested.
     pub absmax: Tensor<B, 1>,
-    /// Per-block 8-bit absmax codes when nested.
+    /// Per-block 8-bit absmax codes when nested, four to a little-endian 32-bit word.
     pub absmax_codes: Option<Tensor<B, 1, Int>>,
     /// One f32 absmax per 256 absmax codes when nested.
     pub nested_absmax: Option<Tensor<B, 1>>,
@@ -73,7 +79,7 @@ impl<B: Backend> Linear4bit<B> {
             }
         };
         check_bias(&bias, out_features)?;
-        let packed: Vec<i32> = weight.packed().iter().map(|&b| b as i32).collect();
+        let packed = pack_words(weight.packed(), 4);
         let ints = |v: Vec<i32>| {
             let n = v.len();
             Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device)
@@ -85,7 +91,7 @@ impl<B: Backend> Linear4bit<B> {
                 Absmax::Plain(a) => (floats(a), None, None, None, 0.0),
                 Absmax::Nested(n) => (
                     floats(&[]),
-                    Some(ints(n.codes().iter().map(|&c| c as i32).collect())),
+                    Some(ints(pack_words(n.codes(), 1))),
                     Some(floats(n.absmax())),
                     Some(floats(n.code())),
                     n.offset(),
@@ -152,37 +158,44 @@ impl<B: Backend> Linear4bit<B> {
         Self::from_quantized(&q, bias, compute, device)
     }
 
+    /// Number of absmax blocks.
+    fn blocks(&self) -> usize {
+        (self.meta.in_features * self.meta.out_features).div_ceil(self.meta.blocksize)
+    }
+
     /// The per-block absmax in f32 (nested ones dequantized: `code[q] * nested + offset`).
     pub fn absmax_f32(&self) -> Tensor<B, 1> {
         match (&self.absmax_codes, &self.nested_absmax, &self.nested_code) {
-            (Some(codes), Some(nested), Some(code)) => {
-                let device = codes.device();
-                let n = codes.dims()[0] as i64;
-                let block =
-                    Tensor::<B, 1, Int>::arange(0..n, &device).div_scalar(NESTED_BLOCKSIZE as i64);
-                let values = code.clone().select(0, codes.clone());
+            (Some(words), Some(nested), Some(code)) => {
+                let blocks = self.blocks();
+                let codes = unpack_fields(words.clone(), &[0, 8, 16, 24], 0xFF, blocks);
+                let device = words.device();
+                let block = Tensor::<B, 1, Int>::arange(0..blocks as i64, &device)
+                    .div_scalar(NESTED_BLOCKSIZE as i64);
+                let values = code.clone().select(0, codes);
                 (values * nested.clone().select(0, block)).add_scalar(self.meta.nested_offset)
             }
             _ => self.absmax.clone(),
         }
     }
 
+    /// The 4-bit codes, one per element, in order.
+    fn codes(&self) -> Tensor<B, 1, Int> {
+        let n = self.meta.in_features * self.meta.out_features;
+        // Little-endian bytes; the first element of a byte in its high nibble.
+        unpack_fields(self.packed.clone(), &[4, 0, 12, 8, 20, 16, 28, 24], 0xF, n)
+    }
+
     /// The dequantized `[out, in]` weight in the compute dtype.
     pub fn weight(&self) -> Tensor<B, 2> {
         let m = &self.meta;
         let n = m.in_features * m.out_features;
-        let blocks = n.div_ceil(m.blocksize);
-        let bytes = self.packed.dims()[0];
-        let hi = self.packed.clone().div_scalar(16);
-        let lo = self.packed.clone().remainder_scalar(16);
-        let codes: Tensor<B, 1, Int> = Tensor::stack::<2>(vec![hi, lo], 1).reshape([2 * bytes]);
-        let mut values = self.code.clone().select(0, codes);
+        let blocks = self.blocks();
+        let mut values = self.code.clone().select(0, self.codes());
         let padded = blocks * m.blocksize;
-        if padded > 2 * bytes {
-            let zeros = Tensor::<B, 1>::zeros([padded - 2 * bytes], &values.device());
+        if padded > n {
+            let zeros = Tensor::<B, 1>::zeros([padded - n], &values.device());
             values = Tensor::cat(vec![values, zeros], 0);
-        } else if padded < 2 * bytes {
-            values = values.narrow(0, 0, padded);
         }
         let scaled = values.reshape([blocks, m.blocksize]) * self.absmax_f32().reshape([blocks, 1]);
         let w = scaled
@@ -196,6 +209,26 @@ impl<B: Backend> Linear4bit<B> {
 
     /// `y = x W^T + b`, computed in the compute dtype and returned in `x`'s dtype.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        #[cfg(any(feature = "cuda", feature = "wgpu"))]
+        let x = match self.forward_device(x) {
+            Ok(y) => return y,
+            Err(x) => x,
+        };
+        self.forward_reference(x)
+    }
+
+    /// The forward through the CubeCL kernels, or `Err(x)` when the backend is not burn's
+    /// CubeCL backend on CUDA or wgpu, or the device, dtypes or shapes do not allow them.
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    pub fn forward_device<const D: usize>(
+        &self,
+        x: Tensor<B, D>,
+    ) -> std::result::Result<Tensor<B, D>, Tensor<B, D>> {
+        crate::gpu::burn_glue::linear4bit_forward(self, x)
+    }
+
+    /// The reference forward on burn ops (any backend): dequantize, then matmul.
+    pub fn forward_reference<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let in_dtype = x.dtype();
         let x = cast(x, self.meta.compute_dtype);
         let bias = self

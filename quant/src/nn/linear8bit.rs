@@ -4,8 +4,8 @@ use burn::module::{Module, Param};
 use burn::prelude::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::linear_weight_to_rows;
 use super::linear4bit::check_bias;
+use super::{linear_weight_to_rows, pack_words, unpack_fields};
 use crate::checkpoint::{Checkpoint, LinearWeight};
 use crate::codec::Int8Rowwise;
 use crate::error::{QuantError, Result};
@@ -25,13 +25,16 @@ pub struct Linear8bitMeta {
 
 /// A Linear layer with a row-wise int8 weight (`CB`, `[out, in]`) and its row scales (`SCB`).
 ///
-/// `forward` is LLM.int8 on burn ops, for every backend: activations are quantized per token
-/// with the outlier hidden dims (any |x| >= threshold) held out, multiplied in int8 (carried in
-/// float), rescaled by `row_scale * SCB / 127²`, and the outlier dims are added back in float
-/// against the dequantized weight columns.
+/// `forward` is LLM.int8: activations are quantized per token with the outlier hidden dims (any
+/// |x| >= threshold) held out, multiplied in int8, rescaled by `row_scale * SCB / 127²`, and the
+/// outlier dims are added back in float against the dequantized weight columns. On burn's CUDA
+/// and wgpu backends (features `cuda` / `wgpu`) up to [`crate::gpu::MAX_GEMV_ROWS`] rows run
+/// the fused device kernels (int8 x int8 -> int32, exactly); otherwise burn ops compute it (the
+/// int8 product carried in float).
 #[derive(Module, Debug)]
 pub struct Linear8bitLt<B: Backend> {
-    /// The int8 weight `[out, in]`.
+    /// The int8 weight, each row's bytes as little-endian 32-bit words held in the int tensor,
+    /// the row zero-padded to a multiple of 16 bytes: `[out, ceil(in / 16) * 4]`.
     pub weight: Tensor<B, 2, Int>,
     /// Row absmax of the weight (`SCB`), `[out]`.
     pub scb: Tensor<B, 1>,
@@ -56,12 +59,17 @@ impl<B: Backend> Linear8bitLt<B> {
             )));
         }
         check_bias(&bias, weight.rows())?;
-        let data: Vec<i32> = weight.data().iter().map(|&v| v as i32).collect();
+        let (rows, cols) = (weight.rows(), weight.cols());
+        let row_words = row_words(cols);
+        let mut data = Vec::with_capacity(rows * row_words);
+        let bytes: Vec<u8> = weight.data().iter().map(|&v| v as u8).collect();
+        for r in 0..rows {
+            let mut words = pack_words(&bytes[r * cols..(r + 1) * cols], 4);
+            words.resize(row_words, 0);
+            data.extend(words);
+        }
         Ok(Linear8bitLt {
-            weight: Tensor::from_data(
-                TensorData::new(data, [weight.rows(), weight.cols()]),
-                device,
-            ),
+            weight: Tensor::from_data(TensorData::new(data, [rows, row_words]), device),
             scb: Tensor::from_data(
                 TensorData::new(weight.scales().to_vec(), [weight.rows()]),
                 device,
@@ -109,13 +117,49 @@ impl<B: Backend> Linear8bitLt<B> {
         Self::from_quantized(&q, bias, threshold, device)
     }
 
+    /// The int8 weight `[out, in]` (values -127..=127).
+    pub fn weight_int8(&self) -> Tensor<B, 2, Int> {
+        let [rows, words] = self.weight.dims();
+        let bytes = unpack_fields(
+            self.weight.clone().reshape([rows * words]),
+            &[0, 8, 16, 24],
+            0xFF,
+            rows * words * 4,
+        );
+        // Two's complement: bytes from 128 up are negative.
+        let signed = bytes.clone() - bytes.div_scalar(128).mul_scalar(256);
+        signed
+            .reshape([rows, words * 4])
+            .narrow(1, 0, self.meta.in_features)
+    }
+
     /// The dequantized `[out, in]` weight: `CB * SCB / 127`.
     pub fn weight_f32(&self) -> Tensor<B, 2> {
-        (self.weight.clone().float() * self.scb.clone().unsqueeze_dim(1)).mul_scalar(INV_127)
+        (self.weight_int8().float() * self.scb.clone().unsqueeze_dim(1)).mul_scalar(INV_127)
     }
 
     /// LLM.int8 forward: `x` is `[..., in]`, the result `[..., out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        #[cfg(any(feature = "cuda", feature = "wgpu"))]
+        let x = match self.forward_device(x) {
+            Ok(y) => return y,
+            Err(x) => x,
+        };
+        self.forward_reference(x)
+    }
+
+    /// The forward through the CubeCL kernels, or `Err(x)` when the backend is not burn's
+    /// CubeCL backend on CUDA or wgpu, or the device, dtypes or shapes do not allow them.
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    pub fn forward_device<const D: usize>(
+        &self,
+        x: Tensor<B, D>,
+    ) -> std::result::Result<Tensor<B, D>, Tensor<B, D>> {
+        crate::gpu::burn_glue::linear8bit_forward(self, x)
+    }
+
+    /// The reference forward on burn ops (any backend).
+    pub fn forward_reference<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let dims = x.dims();
         let m = &self.meta;
         let tokens = dims[..D - 1].iter().product::<usize>();
@@ -142,7 +186,7 @@ impl<B: Backend> Linear8bitLt<B> {
         {
             ca = ca.mask_fill(cols.clone().expand([tokens, m.in_features]), 0.0);
         }
-        let c = ca.matmul(self.weight.clone().float().transpose());
+        let c = ca.matmul(self.weight_int8().float().transpose());
         let mut out = c * (rowmax * self.scb.clone().unsqueeze_dim(0)).mul_scalar(INV_127_SQ);
         if let Some(cols) = outlier_cols {
             let x_out = x2 * cols.float();
@@ -155,4 +199,9 @@ impl<B: Backend> Linear8bitLt<B> {
         out_dims[D - 1] = m.out_features;
         out.reshape(out_dims)
     }
+}
+
+/// 32-bit words of a packed int8 row of `cols` values (padded to 16 bytes).
+pub(crate) fn row_words(cols: usize) -> usize {
+    cols.div_ceil(16) * 4
 }

@@ -7,14 +7,53 @@ mod linear4bit;
 mod linear8bit;
 
 use burn::prelude::Backend;
-use burn::tensor::{DType, FloatDType, Tensor};
+use burn::tensor::{DType, FloatDType, Int, Tensor};
 
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub(crate) use linear4bit::cast as linear4bit_cast;
 pub use linear4bit::{Linear4bit, Linear4bitMeta};
 pub use linear8bit::{Linear8bitLt, Linear8bitMeta};
 
 use crate::checkpoint::Checkpoint;
 use crate::element::FloatDtype;
 use crate::error::{QuantError, Result};
+
+/// Packs bytes into little-endian 32-bit words (stored as i32 bit patterns), zero-padded to a
+/// multiple of `align_words` words: the layout the device kernels read directly.
+pub(crate) fn pack_words(bytes: &[u8], align_words: usize) -> Vec<i32> {
+    let words = bytes.len().div_ceil(4).div_ceil(align_words).max(1) * align_words;
+    let mut out = vec![0i32; words];
+    for (w, chunk) in out.iter_mut().zip(bytes.chunks(4)) {
+        let mut b = [0u8; 4];
+        b[..chunk.len()].copy_from_slice(chunk);
+        *w = i32::from_le_bytes(b);
+    }
+    out
+}
+
+/// Unpacks the fields of `width` bits (8 or 4) of little-endian words, in the order given by
+/// `shifts` within each word, into a flat tensor of `len` unsigned values.
+pub(crate) fn unpack_fields<B: Backend>(
+    words: Tensor<B, 1, Int>,
+    shifts: &[i64],
+    mask: i64,
+    len: usize,
+) -> Tensor<B, 1, Int> {
+    use burn::tensor::ElementConversion;
+    let n = words.dims()[0];
+    let fields: Vec<Tensor<B, 1, Int>> = shifts
+        .iter()
+        .map(|&s| {
+            words
+                .clone()
+                .bitwise_right_shift_scalar(s.elem())
+                .bitwise_and_scalar(mask.elem())
+        })
+        .collect();
+    Tensor::stack::<2>(fields, 1)
+        .reshape([n * shifts.len()])
+        .narrow(0, 0, len)
+}
 
 /// burn's float dtype for a kiln dtype.
 pub fn compute_float_dtype(dtype: FloatDtype) -> FloatDType {

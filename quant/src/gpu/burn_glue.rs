@@ -1,0 +1,251 @@
+//! The bridge from the burn modules to the kernels: when the backend's tensors are CubeCL
+//! tensors of the CUDA or wgpu runtime, the module's own tensors are handed to the kernels
+//! without copies; any other backend keeps the reference path.
+
+use std::any::{Any, TypeId};
+
+use burn::prelude::Backend;
+use burn::tensor::{DType, Int, Shape, Tensor, TensorPrimitive};
+use burn_cubecl::CubeRuntime;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::tensor::CubeTensor;
+
+use super::{DeviceAbsmax, DeviceInt8, DeviceQuant4, MAX_GEMV_ROWS, check_dtype};
+use crate::element::FloatDtype;
+use crate::nn::{Linear4bit, Linear8bitLt, compute_float_dtype};
+
+/// Moves `v` into a `U` when `T` is `U`.
+fn same_type<T: 'static, U: 'static>(v: T) -> Result<U, T> {
+    if TypeId::of::<T>() != TypeId::of::<U>() {
+        return Err(v);
+    }
+    let boxed: Box<dyn Any> = Box::new(v);
+    match boxed.downcast::<U>() {
+        Ok(u) => Ok(*u),
+        Err(_) => unreachable!("the type ids are equal"),
+    }
+}
+
+/// Whether `B`'s float tensors are CubeCL tensors of runtime `R`.
+fn is_cube<B: Backend, R: CubeRuntime>() -> bool {
+    TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<CubeTensor<R>>()
+        && TypeId::of::<B::IntTensorPrimitive>() == TypeId::of::<CubeTensor<R>>()
+}
+
+fn float_cube<B: Backend, R: CubeRuntime, const D: usize>(
+    t: Tensor<B, D>,
+) -> Option<CubeTensor<R>> {
+    same_type::<_, CubeTensor<R>>(t.into_primitive().tensor())
+        .ok()
+        .map(into_contiguous)
+}
+
+fn int_cube<B: Backend, R: CubeRuntime, const D: usize>(
+    t: Tensor<B, D, Int>,
+) -> Option<CubeTensor<R>> {
+    let c = same_type::<_, CubeTensor<R>>(t.into_primitive()).ok()?;
+    // The kernels read the words as 32-bit integers.
+    matches!(c.dtype, DType::I32 | DType::U32).then(|| into_contiguous(c))
+}
+
+fn f32_cube<B: Backend, R: CubeRuntime, const D: usize>(t: Tensor<B, D>) -> Option<CubeTensor<R>> {
+    float_cube::<B, R, D>(t).filter(|c| c.dtype == DType::F32)
+}
+
+fn to_tensor<B: Backend, R: CubeRuntime>(c: CubeTensor<R>) -> Option<Tensor<B, 2>> {
+    let p = same_type::<_, B::FloatTensorPrimitive>(c).ok()?;
+    Some(Tensor::from_primitive(TensorPrimitive::Float(p)))
+}
+
+fn kiln_dtype(dtype: DType) -> Option<FloatDtype> {
+    match dtype {
+        DType::F32 => Some(FloatDtype::F32),
+        DType::F16 => Some(FloatDtype::F16),
+        DType::BF16 => Some(FloatDtype::BF16),
+        _ => None,
+    }
+}
+
+fn burn_dtype(dtype: FloatDtype) -> DType {
+    compute_float_dtype(dtype).into()
+}
+
+/// `Linear4bit::forward` on the device; `Err(x)` hands the input back for the reference path.
+pub(crate) fn linear4bit_forward<B: Backend, const D: usize>(
+    layer: &Linear4bit<B>,
+    x: Tensor<B, D>,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    #[cfg(feature = "cuda")]
+    if is_cube::<B, cubecl::cuda::CudaRuntime>() {
+        return linear4bit_on::<B, cubecl::cuda::CudaRuntime, D>(layer, x.clone()).ok_or(x);
+    }
+    #[cfg(feature = "wgpu")]
+    if is_cube::<B, cubecl::wgpu::WgpuRuntime>() {
+        return linear4bit_on::<B, cubecl::wgpu::WgpuRuntime, D>(layer, x.clone()).ok_or(x);
+    }
+    Err(x)
+}
+
+fn linear4bit_on<B: Backend, R: CubeRuntime, const D: usize>(
+    layer: &Linear4bit<B>,
+    x: Tensor<B, D>,
+) -> Option<Tensor<B, D>> {
+    let meta = &layer.meta;
+    let dims = x.dims();
+    let tokens: usize = dims[..D - 1].iter().product();
+    let (n, k) = (meta.out_features, meta.in_features);
+    if tokens == 0 || n == 0 || k == 0 || dims[D - 1] != k {
+        return None;
+    }
+    let in_dtype = x.dtype();
+    let compute = meta.compute_dtype;
+
+    let packed = int_cube::<B, R, 1>(layer.packed.clone())?;
+    let client = packed.client.clone();
+    let device = packed.device.clone();
+    check_dtype(&client, compute).ok()?;
+    let absmax = match (
+        &layer.absmax_codes,
+        &layer.nested_absmax,
+        &layer.nested_code,
+    ) {
+        (Some(codes), Some(nested), Some(code)) => DeviceAbsmax::Nested {
+            codes: int_cube::<B, R, 1>(codes.clone())?.handle,
+            absmax: f32_cube::<B, R, 1>(nested.clone())?.handle,
+            code: f32_cube::<B, R, 1>(code.clone())?.handle,
+            offset: meta.nested_offset,
+        },
+        _ => DeviceAbsmax::Plain(f32_cube::<B, R, 1>(layer.absmax.clone())?.handle),
+    };
+    let weight = DeviceQuant4 {
+        packed: packed.handle,
+        absmax,
+        code: f32_cube::<B, R, 1>(layer.code.clone())?.handle,
+        quant_type: meta.quant_type,
+        blocksize: meta.blocksize,
+        shape: vec![n, k],
+    };
+
+    let x2 = crate::nn::linear4bit_cast(x.reshape([tokens, k]), compute);
+    let bias = layer
+        .bias
+        .as_ref()
+        .map(|b| crate::nn::linear4bit_cast(b.val(), compute));
+    let y: Tensor<B, 2> = if tokens <= MAX_GEMV_ROWS && weight.gemv_supported() {
+        let xc = float_cube::<B, R, 2>(x2)?;
+        let bias = match bias {
+            Some(b) => Some(float_cube::<B, R, 1>(b)?.handle),
+            None => None,
+        };
+        let out = weight
+            .gemv(&client, &xc.handle, tokens, compute, bias.as_ref())
+            .ok()?;
+        to_tensor::<B, R>(CubeTensor::new_contiguous(
+            client,
+            device,
+            Shape::new([tokens, n]),
+            out,
+            burn_dtype(compute),
+        ))?
+    } else {
+        // Prefill: dequantize on the device (to the weight's own dtype first, as bitsandbytes
+        // does), then burn's matmul.
+        let wdtype = if check_dtype(&client, meta.weight_dtype).is_ok() {
+            meta.weight_dtype
+        } else {
+            compute
+        };
+        let w = weight.dequantize(&client, wdtype).ok()?;
+        let w = to_tensor::<B, R>(CubeTensor::new_contiguous(
+            client,
+            device,
+            Shape::new([n, k]),
+            w,
+            burn_dtype(wdtype),
+        ))?;
+        let w = crate::nn::linear4bit_cast(w, compute);
+        burn::tensor::module::linear(x2, w.transpose(), bias)
+    };
+    let mut out_dims = dims;
+    out_dims[D - 1] = n;
+    let y = y.reshape(out_dims);
+    Some(if y.dtype() == in_dtype {
+        y
+    } else {
+        y.cast(in_dtype)
+    })
+}
+
+/// `Linear8bitLt::forward` on the device for up to [`MAX_GEMV_ROWS`] rows; `Err(x)` hands the
+/// input back for the reference path.
+pub(crate) fn linear8bit_forward<B: Backend, const D: usize>(
+    layer: &Linear8bitLt<B>,
+    x: Tensor<B, D>,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    #[cfg(feature = "cuda")]
+    if is_cube::<B, cubecl::cuda::CudaRuntime>() {
+        return linear8bit_on::<B, cubecl::cuda::CudaRuntime, D>(layer, x.clone()).ok_or(x);
+    }
+    #[cfg(feature = "wgpu")]
+    if is_cube::<B, cubecl::wgpu::WgpuRuntime>() {
+        return linear8bit_on::<B, cubecl::wgpu::WgpuRuntime, D>(layer, x.clone()).ok_or(x);
+    }
+    Err(x)
+}
+
+fn linear8bit_on<B: Backend, R: CubeRuntime, const D: usize>(
+    layer: &Linear8bitLt<B>,
+    x: Tensor<B, D>,
+) -> Option<Tensor<B, D>> {
+    let meta = &layer.meta;
+    let dims = x.dims();
+    let tokens: usize = dims[..D - 1].iter().product();
+    let (n, k) = (meta.out_features, meta.in_features);
+    if tokens == 0 || tokens > MAX_GEMV_ROWS || n == 0 || k == 0 || dims[D - 1] != k {
+        return None;
+    }
+    let dtype = kiln_dtype(x.dtype())?;
+    let w = int_cube::<B, R, 2>(layer.weight.clone())?;
+    let client = w.client.clone();
+    let device = w.device.clone();
+    check_dtype(&client, dtype).ok()?;
+    let weight = DeviceInt8 {
+        weight: w.handle,
+        scb: f32_cube::<B, R, 1>(layer.scb.clone())?.handle,
+        rows: n,
+        cols: k,
+    };
+    let xc = float_cube::<B, R, 2>(x.reshape([tokens, k]))?;
+    let bias = match &layer.bias {
+        Some(b) => {
+            let b = b.val();
+            let b = if b.dtype() == burn_dtype(dtype) {
+                b
+            } else {
+                b.cast(compute_float_dtype(dtype))
+            };
+            Some(float_cube::<B, R, 1>(b)?.handle)
+        }
+        None => None,
+    };
+    let out = weight
+        .linear(
+            &client,
+            &xc.handle,
+            tokens,
+            dtype,
+            bias.as_ref(),
+            meta.threshold,
+        )
+        .ok()?;
+    let y = to_tensor::<B, R>(CubeTensor::new_contiguous(
+        client,
+        device,
+        Shape::new([tokens, n]),
+        out,
+        burn_dtype(dtype),
+    ))?;
+    let mut out_dims = dims;
+    out_dims[D - 1] = n;
+    Some(y.reshape(out_dims))
+}

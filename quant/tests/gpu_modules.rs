@@ -1,0 +1,158 @@
+//! `Linear4bit` / `Linear8bitLt` on burn's wgpu backend: the forward must take the device
+//! kernels (not the reference path) and agree with the CPU codecs.
+#![cfg(feature = "wgpu")]
+#![allow(clippy::unwrap_used)]
+
+use burn::backend::Wgpu;
+use burn::tensor::{Tensor, TensorData};
+use kiln_quant::codec::{FloatDtype, FourBitType, Int8Rowwise, Quantized4bit, int8_linear};
+use kiln_quant::nn::{Linear4bit, Linear8bitLt};
+
+type B = Wgpu;
+
+fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn seed() -> u64 {
+    let seed = std::env::var("KILN_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    println!("KILN_TEST_SEED={seed}");
+    seed
+}
+
+fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    let data = t.into_data();
+    data.convert::<f32>().to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn linear4bit_runs_the_kernels_and_matches_the_codec() {
+    let device = Default::default();
+    let seed = seed();
+    let (n, k) = (45usize, 256usize);
+    let w = noise(n * k, seed);
+    let bias = noise(n, seed + 1);
+    for (qt, dq) in [(FourBitType::Nf4, true), (FourBitType::Fp4, false)] {
+        let q = Quantized4bit::quantize(&w, &[n, k], qt, 64, dq).unwrap();
+        let wf = q.dequantize::<f32>();
+        let layer = Linear4bit::<B>::from_quantized(
+            &q,
+            Some(Tensor::from_data(
+                TensorData::new(bias.clone(), [n]),
+                &device,
+            )),
+            FloatDtype::F32,
+            &device,
+        )
+        .unwrap();
+        // 1 and 3 tokens take the fused GEMV, 19 the device dequantization and a matmul.
+        for tokens in [1usize, 3, 19] {
+            let x = noise(tokens * k, seed + 2 + tokens as u64);
+            let xt = Tensor::<B, 3>::from_data(TensorData::new(x.clone(), [1, tokens, k]), &device);
+            let y = layer
+                .forward_device(xt)
+                .unwrap_or_else(|_| panic!("{qt} {tokens} tokens: no device path"));
+            assert_eq!(y.dims(), [1, tokens, n]);
+            let got = values(y);
+            for t in 0..tokens {
+                for o in 0..n {
+                    let (mut e, mut mag) = (bias[o] as f64, bias[o].abs() as f64);
+                    for i in 0..k {
+                        let p = x[t * k + i] as f64 * wf[o * k + i] as f64;
+                        e += p;
+                        mag += p.abs();
+                    }
+                    let g = got[t * n + o] as f64;
+                    assert!(
+                        (g - e).abs() <= 1e-5 * mag + 1e-6,
+                        "{qt} dq {dq} tokens {tokens}: y[{t}, {o}] = {g} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn linear4bit_f16_compute_matches_reference_forward() {
+    let device = Default::default();
+    let seed = seed();
+    let (n, k) = (33usize, 128usize);
+    let q =
+        Quantized4bit::quantize(&noise(n * k, seed), &[n, k], FourBitType::Nf4, 32, false).unwrap();
+    let layer = Linear4bit::<B>::from_quantized(&q, None, FloatDtype::F16, &device).unwrap();
+    let x = noise(2 * k, seed + 7);
+    let xt = Tensor::<B, 2>::from_data(TensorData::new(x, [2, k]), &device);
+    let got = values(
+        layer
+            .forward_device(xt.clone())
+            .unwrap_or_else(|_| panic!("no device path")),
+    );
+    let want = values(layer.forward_reference(xt));
+    for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+        // Both round to f16; the device accumulates in f32 with f32 weights.
+        assert!(
+            (g - e).abs() <= 2e-3 * (1.0 + e.abs()),
+            "y[{i}] = {g} vs {e}"
+        );
+    }
+}
+
+#[test]
+fn linear8bit_runs_the_kernels_and_matches_the_codec() {
+    let device = Default::default();
+    let seed = seed();
+    let (n, k) = (29usize, 200usize);
+    let wq = Int8Rowwise::quantize_weight(&noise(n * k, seed), n, k).unwrap();
+    let bias = noise(n, seed + 3);
+    let layer = Linear8bitLt::<B>::from_quantized(
+        &wq,
+        Some(Tensor::from_data(
+            TensorData::new(bias.clone(), [n]),
+            &device,
+        )),
+        6.0,
+        &device,
+    )
+    .unwrap();
+    for tokens in [1usize, 4] {
+        let mut x: Vec<f32> = noise(tokens * k, seed + 4)
+            .iter()
+            .map(|v| v * 4.0)
+            .collect();
+        x[17] = 7.5; // an outlier column
+        let want = int8_linear(&x, tokens, &wq, Some(&bias), 6.0).unwrap();
+        let xt = Tensor::<B, 2>::from_data(TensorData::new(x, [tokens, k]), &device);
+        let got = values(
+            layer
+                .forward_device(xt)
+                .unwrap_or_else(|_| panic!("no device path")),
+        );
+        for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - e).abs() <= 1e-5 * (1.0 + e.abs()),
+                "tokens {tokens}: y[{i}] = {g} vs {e}"
+            );
+        }
+    }
+    // More rows than the fused kernel takes: the reference path.
+    let xt = Tensor::<B, 2>::from_data(TensorData::new(noise(20 * k, seed + 5), [20, k]), &device);
+    assert!(layer.forward_device(xt.clone()).is_err());
+    assert_eq!(layer.forward(xt).dims(), [20, n]);
+}
