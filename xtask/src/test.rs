@@ -41,6 +41,20 @@ const STEPS: &[Step] = &[
         lint: false,
     },
     Step {
+        name: "GPU kernels on wgpu (lavapipe)",
+        args: &[
+            "test",
+            "--package",
+            "kiln-attention",
+            "--package",
+            "kiln-quant",
+            "--features",
+            "kiln-attention/wgpu,kiln-quant/wgpu",
+        ],
+        env: &[],
+        lint: false,
+    },
+    Step {
         name: "CUDA code type-checks",
         args: &[
             "check",
