@@ -29,28 +29,6 @@ pub fn speedup(ours_s: f64, reference_s: f64) -> f64 {
     reference_s / ours_s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn units() {
-        assert_eq!(gb_per_s(3_000_000_000, 1.5), 2.0);
-        assert_eq!(tflop_per_s(5e12, 0.5), 10.0);
-        // Batch 4, 32 heads, 2048 tokens, head dim 128: two matmuls of 2*s*s*d FLOPs per head,
-        // 2.749e11 in all, half of it when causal.
-        assert_eq!(
-            attention_flops(4, 32, 2048, 2048, 128, false),
-            274_877_906_944.0
-        );
-        assert_eq!(
-            attention_flops(4, 32, 2048, 2048, 128, true),
-            137_438_953_472.0
-        );
-        assert_eq!(speedup(1.0, 3.0), 3.0);
-    }
-}
-
 /// Where benchmark records go: `$KILN_BENCH_OUT`, else `target/kiln-bench/records` of the
 /// workspace. `cargo xtask bench` reads them into its report.
 pub fn records_dir() -> std::path::PathBuf {
@@ -70,5 +48,27 @@ pub fn write_record(name: &str, json: &str) {
     if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, json)) {
         eprintln!("cannot write {}: {e}", path.display());
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(gb_per_s(3_000_000_000, 1.5), 2.0);
+        assert_eq!(tflop_per_s(5e12, 0.5), 10.0);
+        // Batch 4, 32 heads, 2048 tokens, head dim 128: two matmuls of 2*s*s*d FLOPs per head,
+        // 2.749e11 in all, half of it when causal.
+        assert_eq!(
+            attention_flops(4, 32, 2048, 2048, 128, false),
+            274_877_906_944.0
+        );
+        assert_eq!(
+            attention_flops(4, 32, 2048, 2048, 128, true),
+            137_438_953_472.0
+        );
+        assert_eq!(speedup(1.0, 3.0), 3.0);
     }
 }
