@@ -281,6 +281,26 @@ pub(crate) fn softcap<B: Backend, const D: usize>(
     }
 }
 
+/// A bidirectional encoder (BERT and kin): a hidden state for every token.
+pub trait Encoder<B: Backend> {
+    /// Last hidden states `[batch, seq, hidden]` of `ids` (`[batch, seq]`).
+    ///
+    /// `token_type_ids` (segment ids) are zeros when `None`; `attention_mask` (1 = token,
+    /// 0 = padding) is all ones when `None`. Both have the shape of `ids`.
+    fn encode(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        token_type_ids: Option<Tensor<B, 2, Int>>,
+        attention_mask: Option<Tensor<B, 2, Int>>,
+    ) -> Result<Tensor<B, 3>, ModelError>;
+
+    /// Width of the hidden states.
+    fn hidden_size(&self) -> usize;
+
+    /// The longest sequence the encoder takes (its position embeddings).
+    fn max_positions(&self) -> usize;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,24 +358,4 @@ mod tests {
         );
         assert!(AttentionMask::from_tensor(t).is_err());
     }
-}
-
-/// A bidirectional encoder (BERT and kin): a hidden state for every token.
-pub trait Encoder<B: Backend> {
-    /// Last hidden states `[batch, seq, hidden]` of `ids` (`[batch, seq]`).
-    ///
-    /// `token_type_ids` (segment ids) are zeros when `None`; `attention_mask` (1 = token,
-    /// 0 = padding) is all ones when `None`. Both have the shape of `ids`.
-    fn encode(
-        &self,
-        ids: Tensor<B, 2, Int>,
-        token_type_ids: Option<Tensor<B, 2, Int>>,
-        attention_mask: Option<Tensor<B, 2, Int>>,
-    ) -> Result<Tensor<B, 3>, ModelError>;
-
-    /// Width of the hidden states.
-    fn hidden_size(&self) -> usize;
-
-    /// The longest sequence the encoder takes (its position embeddings).
-    fn max_positions(&self) -> usize;
 }
