@@ -35,7 +35,7 @@ pub struct Linear4bitMeta {
 /// the device.
 ///
 /// `forward` runs CubeCL kernels on burn's CUDA and wgpu backends (features `cuda` / `wgpu`):
-/// the fused 4-bit GEMV for up to [`crate::gpu::MAX_GEMV_ROWS`] rows, a device dequantization
+/// the fused 4-bit GEMV for up to `gpu::MAX_GEMV_ROWS` (16) rows, a device dequantization
 /// and burn's matmul for more. On other backends it dequantizes with burn ops and multiplies:
 /// the reference path.
 #[derive(Module, Debug)]

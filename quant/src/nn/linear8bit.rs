@@ -28,7 +28,7 @@ pub struct Linear8bitMeta {
 /// `forward` is LLM.int8: activations are quantized per token with the outlier hidden dims (any
 /// |x| >= threshold) held out, multiplied in int8, rescaled by `row_scale * SCB / 127²`, and the
 /// outlier dims are added back in float against the dequantized weight columns. On burn's CUDA
-/// and wgpu backends (features `cuda` / `wgpu`) up to [`crate::gpu::MAX_GEMV_ROWS`] rows run
+/// and wgpu backends (features `cuda` / `wgpu`) up to `gpu::MAX_GEMV_ROWS` (16) rows run
 /// the fused device kernels (int8 x int8 -> int32, exactly); otherwise burn ops compute it (the
 /// int8 product carried in float).
 #[derive(Module, Debug)]
