@@ -38,7 +38,7 @@ enum Command {
     },
     /// Chat with a model: an interactive, streaming, multi-turn session.
     Chat(commands::chat::Args),
-    /// Answer one prompt (streamed, or `--json` with token ids and the stop reason).
+    /// Answer one prompt (streamed, or `--json`), or a batch of prompts as JSON lines.
     Generate(commands::generate::Args),
     /// Sentence embeddings from an encoder (BERT, sentence-transformers dirs): text or JSON lines.
     Embed(commands::embed::Args),

@@ -14,7 +14,7 @@ use crate::eval::{Perplexity, PerplexityConfig, PerplexityProgress, encode_text,
 use crate::gemma::{Gemma, GemmaConfig};
 use crate::gemma2::{Gemma2, Gemma2Config};
 use crate::gemma3::{Gemma3, Gemma3Config};
-use crate::generate::{Generation, GenerationConfig, StopReason, generate};
+use crate::generate::{Generation, GenerationConfig, StopReason, generate, generate_batch};
 use crate::gguf::{Gguf, ModelHints};
 use crate::llama::{Llama, LlamaConfig};
 use crate::mistral;
@@ -208,6 +208,46 @@ impl<B: Backend> ChatPipeline<B> {
         generate::<B, _>(
             self.model.as_ref(),
             prompt,
+            &config,
+            &self.device,
+            &decode,
+            on_text,
+        )
+    }
+
+    /// Answers several conversations in one left-padded batch ([`generate_batch`]); each
+    /// stops on its own. `on_text(index, delta)` streams each answer.
+    pub fn chat_batch(
+        &self,
+        conversations: &[Vec<Message>],
+        config: &GenerationConfig,
+        on_text: &mut dyn FnMut(usize, &str) -> ControlFlow<()>,
+    ) -> Result<Vec<Generation>, ModelError> {
+        let prompts = conversations
+            .iter()
+            .map(|messages| self.prompt_ids(messages))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.generate_batch_ids(&prompts, config, on_text)
+    }
+
+    /// Generates after several raw prompts in one left-padded batch. The pipeline's
+    /// terminators are added to `config`'s eos ids.
+    pub fn generate_batch_ids(
+        &self,
+        prompts: &[Vec<u32>],
+        config: &GenerationConfig,
+        on_text: &mut dyn FnMut(usize, &str) -> ControlFlow<()>,
+    ) -> Result<Vec<Generation>, ModelError> {
+        let mut config = config.clone();
+        for &t in &self.terminators {
+            if !config.eos_token_id.contains(&t) {
+                config.eos_token_id.push(t);
+            }
+        }
+        let decode = |ids: &[u32]| self.tokenizer.decode(ids, true).unwrap_or_default();
+        generate_batch::<B, _>(
+            self.model.as_ref(),
+            prompts,
             &config,
             &self.device,
             &decode,

@@ -1,5 +1,6 @@
 //! Generation: prefill, decode against the KV cache, sample, stream, stop.
 
+mod batch;
 mod config;
 mod sampling;
 mod text;
@@ -7,8 +8,8 @@ mod text;
 use std::ops::ControlFlow;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
 
+pub use batch::generate_batch;
 pub use config::GenerationConfig;
 pub use sampling::{Sampler, argmax, min_p, repetition_penalty, softmax, top_k, top_p};
 pub use text::TextStream;
@@ -41,7 +42,7 @@ pub struct Generation {
     pub stop: StopReason,
 }
 
-/// Generates after `prompt` (batch of one).
+/// Generates after `prompt` (a batch of one of [`generate_batch`]).
 ///
 /// `decode` turns generated ids into text (the tokenizer's decode without special tokens);
 /// `on_text` receives text deltas as soon as they are final (no broken UTF-8, nothing that
@@ -54,65 +55,14 @@ pub fn generate<B: Backend, M: CausalLm<B> + ?Sized>(
     decode: &dyn Fn(&[u32]) -> String,
     on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
 ) -> Result<Generation, ModelError> {
-    config.validate()?;
-    if prompt.is_empty() {
-        return Err(ModelError::Config(
-            "cannot generate from an empty prompt".into(),
-        ));
-    }
-    let budget = config.new_token_budget(prompt.len());
-    let mut sampler = Sampler::new(config);
-    let mut cache = model.new_cache();
-    let mut history: Vec<u32> = prompt.to_vec();
-    let mut tokens = Vec::new();
-    let mut stream = TextStream::new(&config.stop_strings);
-    let mut input: Vec<u32> = prompt.to_vec();
-    let mut stop = StopReason::MaxTokens;
-    while tokens.len() < budget {
-        let ids = Tensor::<B, 2, Int>::from_data(
-            TensorData::new(
-                input.iter().map(|&t| t as i64).collect::<Vec<_>>(),
-                [1, input.len()],
-            ),
-            device,
-        );
-        let logits = model.forward(ids, &mut cache, true)?;
-        let mut row: Vec<f32> = logits
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .map_err(|e| ModelError::Config(format!("reading logits: {e:?}")))?;
-        let next = sampler.next_token(&mut row, &history, tokens.len());
-        tokens.push(next);
-        history.push(next);
-        input = vec![next];
-        if config.eos_token_id.contains(&next) {
-            stop = StopReason::Eos(next);
-            break;
-        }
-        let text = decode(&tokens);
-        let (delta, hit) = stream.push(&text);
-        let flow = if delta.is_empty() {
-            ControlFlow::Continue(())
-        } else {
-            on_text(delta)
-        };
-        if let Some(s) = hit {
-            stop = StopReason::StopString(s);
-            break;
-        }
-        if flow.is_break() {
-            stop = StopReason::Interrupted;
-            break;
-        }
-    }
-    let rest = stream.finish();
-    if !rest.is_empty() && stop != StopReason::Interrupted {
-        let _ = on_text(rest);
-    }
-    Ok(Generation {
-        tokens,
-        text: stream.text().to_owned(),
-        stop,
-    })
+    let mut out = generate_batch::<B, M>(
+        model,
+        std::slice::from_ref(&prompt.to_vec()),
+        config,
+        device,
+        decode,
+        &mut |_, delta| on_text(delta),
+    )?;
+    out.pop()
+        .ok_or_else(|| ModelError::Config("batch of one gave no result".into()))
 }
