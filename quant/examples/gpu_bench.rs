@@ -17,7 +17,6 @@ use kiln_quant::gpu::{
 use kiln_quant::half::{bf16, f16};
 use serde_json::{Value, json};
 
-
 /// Llama-3.1-8B Linear shapes, `[out, in]`.
 const SHAPES: [(usize, usize); 4] = [(4096, 4096), (14336, 4096), (4096, 14336), (128256, 4096)];
 const ROWS: [usize; 3] = [1, 4, 16];
@@ -48,7 +47,11 @@ const ROTATE_BYTES: usize = 160 << 20;
 // Helper kernels: copy bandwidth and pseudo-random fills.
 
 #[cube(launch_unchecked)]
-fn copy_kernel(input: &Array<Vector<u32, Const<4>>>, out: &mut Array<Vector<u32, Const<4>>>, n: u32) {
+fn copy_kernel(
+    input: &Array<Vector<u32, Const<4>>>,
+    out: &mut Array<Vector<u32, Const<4>>>,
+    n: u32,
+) {
     let i = CUBE_POS * (CUBE_DIM as usize) + (UNIT_POS as usize);
     if i < n as usize {
         out[i] = input[i];
@@ -112,7 +115,12 @@ fn launch_1d<R: Runtime>(client: &ComputeClient<R>, n: usize) -> (CubeCount, Cub
     (count, CubeDim::new_1d(threads as u32))
 }
 
-fn fill_normal<R: Runtime>(client: &ComputeClient<R>, n: usize, dtype: FloatDtype, seed: u32) -> Handle {
+fn fill_normal<R: Runtime>(
+    client: &ComputeClient<R>,
+    n: usize,
+    dtype: FloatDtype,
+    seed: u32,
+) -> Handle {
     let out = client.empty((n * dtype.size()).max(16));
     let (count, dim) = launch_1d(client, n);
     macro_rules! go {
@@ -167,8 +175,12 @@ fn touch<R: Runtime>(client: &ComputeClient<R>, h: &Handle) -> u32 {
     } else {
         h.clone()
     };
-    let bytes = client.read_one(first).unwrap_or_else(|e| panic!("read back: {e:?}"));
-    bytes.iter().fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(*b as u32))
+    let bytes = client
+        .read_one(first)
+        .unwrap_or_else(|e| panic!("read back: {e:?}"));
+    bytes
+        .iter()
+        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(*b as u32))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -259,7 +271,11 @@ impl Rng {
     }
     fn weight(&mut self) -> f32 {
         let s: f32 = (0..4).map(|_| self.uniform()).sum();
-        if self.next().is_multiple_of(97) { s * 8.0 } else { s }
+        if self.next().is_multiple_of(97) {
+            s * 8.0
+        } else {
+            s
+        }
     }
     fn vec(&mut self, n: usize) -> Vec<f32> {
         (0..n).map(|_| self.weight()).collect()
@@ -288,7 +304,14 @@ fn cpu_dequantize(q: &Quantized4bit, dtype: FloatDtype) -> Vec<f32> {
     }
 }
 
-fn cpu_quantize(v: &[f32], shape: &[usize], dtype: FloatDtype, qt: FourBitType, bs: usize, dq: bool) -> Quantized4bit {
+fn cpu_quantize(
+    v: &[f32],
+    shape: &[usize],
+    dtype: FloatDtype,
+    qt: FourBitType,
+    bs: usize,
+    dq: bool,
+) -> Quantized4bit {
     let r = match dtype {
         FloatDtype::F32 => Quantized4bit::quantize(v, shape, qt, bs, dq),
         FloatDtype::F16 => {
@@ -311,7 +334,11 @@ fn supported_dtypes<R: Runtime>(client: &ComputeClient<R>) -> Vec<FloatDtype> {
 }
 
 fn gemv_variants<R: Runtime>(client: &ComputeClient<R>) -> Vec<(String, GemvConfig)> {
-    let sms = client.properties().hardware.num_streaming_multiprocessors.unwrap_or(132) as usize;
+    let sms = client
+        .properties()
+        .hardware
+        .num_streaming_multiprocessors
+        .unwrap_or(132) as usize;
     let mut v = Vec::new();
     for (lut, lname) in [
         (LutMode::Pairs(16), "pairs16"),
@@ -321,24 +348,49 @@ fn gemv_variants<R: Runtime>(client: &ComputeClient<R>) -> Vec<(String, GemvConf
     ] {
         v.push((
             format!("{lname}-r4-p4"),
-            GemvConfig { rows_per_plane: 4, planes: 4, lut, use_plane: true, max_cubes: sms * 4 },
+            GemvConfig {
+                rows_per_plane: 4,
+                planes: 4,
+                lut,
+                use_plane: true,
+                depth: 2,
+                max_cubes: sms * 4,
+            },
         ));
     }
-    for (rows, planes, cubes, name) in [
-        (2, 4, sms * 4, "pairs16-r2-p4"),
-        (4, 8, sms * 2, "pairs16-r4-p8"),
-        (8, 4, sms * 4, "pairs16-r8-p4"),
-        (4, 4, 0, "pairs16-r4-p4-nocap"),
-        (2, 8, sms * 8, "pairs16-r2-p8-c8"),
+    for (rows, planes, depth, cubes, name) in [
+        (4, 4, 1, sms * 4, "pairs16-r4-p4-d1"),
+        (4, 4, 4, sms * 4, "pairs16-r4-p4-d4"),
+        (2, 4, 2, sms * 4, "pairs16-r2-p4"),
+        (2, 4, 4, sms * 4, "pairs16-r2-p4-d4"),
+        (4, 8, 2, sms * 2, "pairs16-r4-p8"),
+        (8, 4, 2, sms * 4, "pairs16-r8-p4"),
+        (4, 4, 2, 0, "pairs16-r4-p4-nocap"),
+        (2, 8, 2, sms * 8, "pairs16-r2-p8-c8"),
+        (1, 8, 4, sms * 8, "pairs16-r1-p8-d4-c8"),
     ] {
         v.push((
             name.to_string(),
-            GemvConfig { rows_per_plane: rows, planes, lut: LutMode::Pairs(16), use_plane: true, max_cubes: cubes },
+            GemvConfig {
+                rows_per_plane: rows,
+                planes,
+                lut: LutMode::Pairs(16),
+                use_plane: true,
+                depth,
+                max_cubes: cubes,
+            },
         ));
     }
     v.push((
         "pairs16-r4-p4-smemreduce".into(),
-        GemvConfig { rows_per_plane: 4, planes: 4, lut: LutMode::Pairs(16), use_plane: false, max_cubes: sms * 4 },
+        GemvConfig {
+            rows_per_plane: 4,
+            planes: 4,
+            lut: LutMode::Pairs(16),
+            use_plane: false,
+            depth: 2,
+            max_cubes: sms * 4,
+        },
     ));
     v
 }
@@ -365,12 +417,16 @@ fn run_checks<R: Runtime>(client: &ComputeClient<R>, checks: &mut Checks, rng: &
     for qt in [FourBitType::Nf4, FourBitType::Fp4] {
         for dq in [false, true] {
             for bs in [64usize, 4096] {
-                let q = Quantized4bit::quantize(&w, &shape, qt, bs, dq).unwrap_or_else(|e| panic!("{e}"));
+                let q = Quantized4bit::quantize(&w, &shape, qt, bs, dq)
+                    .unwrap_or_else(|e| panic!("{e}"));
                 let dev = DeviceQuant4::upload(client, &q);
                 for &dtype in &dtypes {
                     let out = poisoned(client, n * dtype.size());
                     let res = dev.dequantize_into(client, &out, dtype);
-                    let name = format!("dequantize {qt} dq={dq} bs={bs} -> {dtype} [{}x{}]", shape[0], shape[1]);
+                    let name = format!(
+                        "dequantize {qt} dq={dq} bs={bs} -> {dtype} [{}x{}]",
+                        shape[0], shape[1]
+                    );
                     let got = match res.and_then(|_| gpu::read_back_f32(client, out, n, dtype)) {
                         Ok(g) => g,
                         Err(e) => {
@@ -382,7 +438,11 @@ fn run_checks<R: Runtime>(client: &ComputeClient<R>, checks: &mut Checks, rng: &
                     let (mut ma, mut mr, mut pass) = (0.0f64, 0.0f64, true);
                     for (g, e) in got.iter().zip(&want) {
                         let d = (*g as f64 - *e as f64).abs();
-                        let tol = if dq { ulp(*e, dtype).max(4.0 * ulp(*e, FloatDtype::F32)) } else { 0.0 };
+                        let tol = if dq {
+                            ulp(*e, dtype).max(4.0 * ulp(*e, FloatDtype::F32))
+                        } else {
+                            0.0
+                        };
                         pass &= d <= tol; // NaN fails
                         ma = ma.max(d);
                         mr = mr.max(d / (e.abs() as f64).max(1e-30));
@@ -395,9 +455,17 @@ fn run_checks<R: Runtime>(client: &ComputeClient<R>, checks: &mut Checks, rng: &
 
     // Quantize: bit-identical to the CPU codec.
     let qshapes = if small() {
-        vec![([51usize, 100usize], 64usize), ([3, 4097], 4096), ([11, 99], 32)]
+        vec![
+            ([51usize, 100usize], 64usize),
+            ([3, 4097], 4096),
+            ([11, 99], 32),
+        ]
     } else {
-        vec![([513usize, 1000usize], 64usize), ([33, 4097], 4096), ([101, 99], 32)]
+        vec![
+            ([513usize, 1000usize], 64usize),
+            ([33, 4097], 4096),
+            ([101, 99], 32),
+        ]
     };
     for (shape, bs) in qshapes {
         let n = shape[0] * shape[1];
@@ -412,9 +480,20 @@ fn run_checks<R: Runtime>(client: &ComputeClient<R>, checks: &mut Checks, rng: &
                     let want = cpu_quantize(&rounded, &shape, dtype, qt, bs, dq);
                     match got {
                         Ok(g) => {
-                            let diff = g.packed().iter().zip(want.packed()).filter(|(a, b)| a != b).count();
+                            let diff = g
+                                .packed()
+                                .iter()
+                                .zip(want.packed())
+                                .filter(|(a, b)| a != b)
+                                .count();
                             let same = g == want;
-                            checks.record(name, same, diff as f64, 0.0, format!("{diff} packed bytes differ"));
+                            checks.record(
+                                name,
+                                same,
+                                diff as f64,
+                                0.0,
+                                format!("{diff} packed bytes differ"),
+                            );
                         }
                         Err(e) => checks.record(name, false, f64::NAN, f64::NAN, e.to_string()),
                     }
@@ -432,8 +511,13 @@ fn run_checks<R: Runtime>(client: &ComputeClient<R>, checks: &mut Checks, rng: &
     };
     for &(n, k, bs) in gshapes {
         let w = rng.vec(n * k);
-        for (qt, dq) in [(FourBitType::Nf4, false), (FourBitType::Nf4, true), (FourBitType::Fp4, false)] {
-            let q = Quantized4bit::quantize(&w, &[n, k], qt, bs, dq).unwrap_or_else(|e| panic!("{e}"));
+        for (qt, dq) in [
+            (FourBitType::Nf4, false),
+            (FourBitType::Nf4, true),
+            (FourBitType::Fp4, false),
+        ] {
+            let q =
+                Quantized4bit::quantize(&w, &[n, k], qt, bs, dq).unwrap_or_else(|e| panic!("{e}"));
             let wf = q.dequantize::<f32>();
             let dev = DeviceQuant4::upload(client, &q);
             for &dtype in &dtypes {
@@ -456,7 +540,8 @@ fn run_checks<R: Runtime>(client: &ComputeClient<R>, checks: &mut Checks, rng: &
                             mag[i * n + j] = a;
                         }
                     }
-                    let mut configs = vec![("default".to_string(), GemvConfig::default_for(client, m, n))];
+                    let mut configs =
+                        vec![("default".to_string(), GemvConfig::default_for(client, m, n))];
                     if dtype == FloatDtype::F16 {
                         configs.extend(variants.iter().cloned());
                     }
@@ -464,17 +549,18 @@ fn run_checks<R: Runtime>(client: &ComputeClient<R>, checks: &mut Checks, rng: &
                         let out = poisoned(client, m * n * dtype.size());
                         let name = format!("gemv {qt} dq={dq} {dtype} [{n}x{k}] m={m} {cname}");
                         let res = dev.gemv_into(client, &xh, m, dtype, Some(&bh), &out, config);
-                        let got = match res.and_then(|_| gpu::read_back_f32(client, out, m * n, dtype)) {
-                            Ok(g) => g,
-                            Err(e) if unsupported(&e) => {
-                                println!("SKIP {name}: {e}");
-                                continue;
-                            }
-                            Err(e) => {
-                                checks.record(name, false, f64::NAN, f64::NAN, e.to_string());
-                                continue;
-                            }
-                        };
+                        let got =
+                            match res.and_then(|_| gpu::read_back_f32(client, out, m * n, dtype)) {
+                                Ok(g) => g,
+                                Err(e) if unsupported(&e) => {
+                                    println!("SKIP {name}: {e}");
+                                    continue;
+                                }
+                                Err(e) => {
+                                    checks.record(name, false, f64::NAN, f64::NAN, e.to_string());
+                                    continue;
+                                }
+                            };
                         let (mut ma, mut mr, mut pass) = (0.0f64, 0.0f64, true);
                         for i in 0..m * n {
                             let d = (got[i] as f64 - want[i]).abs();
@@ -491,20 +577,31 @@ fn run_checks<R: Runtime>(client: &ComputeClient<R>, checks: &mut Checks, rng: &
     }
 
     // LLM.int8 against the CPU codec.
-    let ishapes: &[(usize, usize)] = if small() { &[(37, 100)] } else { &[(1000, 4096), (301, 1000)] };
+    let ishapes: &[(usize, usize)] = if small() {
+        &[(37, 100)]
+    } else {
+        &[(1000, 4096), (301, 1000)]
+    };
     for &(n, k) in ishapes {
-        let wq = Int8Rowwise::quantize_weight(&rng.vec(n * k), n, k).unwrap_or_else(|e| panic!("{e}"));
+        let wq =
+            Int8Rowwise::quantize_weight(&rng.vec(n * k), n, k).unwrap_or_else(|e| panic!("{e}"));
         let dev = DeviceInt8::upload(client, &wq);
         for &dtype in &dtypes {
             for m in [1usize, 4, 16] {
                 for threshold in [6.0, 0.0] {
-                    let mut x: Vec<f32> = rng.vec(m * k).iter().map(|v| dtype.round(*v * 2.0)).collect();
+                    let mut x: Vec<f32> = rng
+                        .vec(m * k)
+                        .iter()
+                        .map(|v| dtype.round(*v * 2.0))
+                        .collect();
                     for c in [5usize, k / 3, k - 1] {
                         x[(c % m) * k + c] = if c == 5 { 6.0 } else { -11.5 };
                     }
                     let bias: Vec<f32> = rng.vec(n).iter().map(|v| dtype.round(*v)).collect();
                     let want: Vec<f32> = match dtype {
-                        FloatDtype::F32 => int8_linear(&x, m, &wq, Some(&bias), threshold).unwrap_or_default(),
+                        FloatDtype::F32 => {
+                            int8_linear(&x, m, &wq, Some(&bias), threshold).unwrap_or_default()
+                        }
                         FloatDtype::F16 => {
                             let xh: Vec<f16> = x.iter().map(|v| f16::from_f32(*v)).collect();
                             let bh: Vec<f16> = bias.iter().map(|v| f16::from_f32(*v)).collect();
@@ -528,23 +625,52 @@ fn run_checks<R: Runtime>(client: &ComputeClient<R>, checks: &mut Checks, rng: &
                     let bh = gpu::upload_as(client, &bias, dtype);
                     for (cname, config) in [
                         ("default", Int8Config::default_for(client, m, n)),
-                        ("r2-p4", Int8Config { rows_per_plane: 2, planes: 4, use_plane: true, max_cubes: 0 }),
-                        ("r4-p8-smemreduce", Int8Config { rows_per_plane: 4, planes: 8, use_plane: false, max_cubes: 0 }),
+                        (
+                            "r2-p4-d1",
+                            Int8Config {
+                                rows_per_plane: 2,
+                                planes: 4,
+                                use_plane: true,
+                                depth: 1,
+                                max_cubes: 0,
+                            },
+                        ),
+                        (
+                            "r4-p8-d3-smemreduce",
+                            Int8Config {
+                                rows_per_plane: 4,
+                                planes: 8,
+                                use_plane: false,
+                                depth: 3,
+                                max_cubes: 0,
+                            },
+                        ),
                     ] {
                         let out = poisoned(client, m * n * dtype.size());
-                        let name = format!("int8 {dtype} [{n}x{k}] m={m} threshold={threshold} {cname}");
-                        let res = dev.linear_into(client, &xh, m, dtype, Some(&bh), threshold, &out, config);
-                        let got = match res.and_then(|_| gpu::read_back_f32(client, out, m * n, dtype)) {
-                            Ok(g) => g,
-                            Err(e) if unsupported(&e) => {
-                                println!("SKIP {name}: {e}");
-                                continue;
-                            }
-                            Err(e) => {
-                                checks.record(name, false, f64::NAN, f64::NAN, e.to_string());
-                                continue;
-                            }
-                        };
+                        let name =
+                            format!("int8 {dtype} [{n}x{k}] m={m} threshold={threshold} {cname}");
+                        let res = dev.linear_into(
+                            client,
+                            &xh,
+                            m,
+                            dtype,
+                            Some(&bh),
+                            threshold,
+                            &out,
+                            config,
+                        );
+                        let got =
+                            match res.and_then(|_| gpu::read_back_f32(client, out, m * n, dtype)) {
+                                Ok(g) => g,
+                                Err(e) if unsupported(&e) => {
+                                    println!("SKIP {name}: {e}");
+                                    continue;
+                                }
+                                Err(e) => {
+                                    checks.record(name, false, f64::NAN, f64::NAN, e.to_string());
+                                    continue;
+                                }
+                            };
                         let (mut ma, mut mr, mut pass) = (0.0f64, 0.0f64, !want.is_empty());
                         for (g, e) in got.iter().zip(&want) {
                             let d = (*g as f64 - *e as f64).abs();
@@ -559,17 +685,27 @@ fn run_checks<R: Runtime>(client: &ComputeClient<R>, checks: &mut Checks, rng: &
             }
         }
     }
-
 }
 
 /// The burn modules on burn's CUDA backend take the kernels and agree with the codec.
-fn check_burn_modules<B: burn::prelude::Backend>(checks: &mut Checks, rng: &mut Rng, device: &B::Device, label: &str, dtypes: &[FloatDtype]) {
+fn check_burn_modules<B: burn::prelude::Backend>(
+    checks: &mut Checks,
+    rng: &mut Rng,
+    device: &B::Device,
+    label: &str,
+    dtypes: &[FloatDtype],
+) {
     use burn::tensor::{Tensor, TensorData};
     use kiln_quant::nn::{Linear4bit, Linear8bitLt};
     let device = device.clone();
-    let (n, k) = if small() { (30usize, 256usize) } else { (300usize, 1024usize) };
+    let (n, k) = if small() {
+        (30usize, 256usize)
+    } else {
+        (300usize, 1024usize)
+    };
     let w = rng.vec(n * k);
-    let q = Quantized4bit::quantize(&w, &[n, k], FourBitType::Nf4, 64, true).unwrap_or_else(|e| panic!("{e}"));
+    let q = Quantized4bit::quantize(&w, &[n, k], FourBitType::Nf4, 64, true)
+        .unwrap_or_else(|e| panic!("{e}"));
     let wf = q.dequantize::<f32>();
     for &compute in dtypes {
         let layer = match Linear4bit::<B>::from_quantized(&q, None, compute, &device) {
@@ -579,7 +715,8 @@ fn check_burn_modules<B: burn::prelude::Backend>(checks: &mut Checks, rng: &mut 
         for tokens in [1usize, 5, 40] {
             let x = rng.vec(tokens * k);
             let xt = Tensor::<B, 2>::from_data(TensorData::new(x.clone(), [tokens, k]), &device);
-            let name = format!("burn Linear4bit ({label}) nf4-dq compute={compute} tokens={tokens}");
+            let name =
+                format!("burn Linear4bit ({label}) nf4-dq compute={compute} tokens={tokens}");
             match layer.forward_device(xt) {
                 Ok(y) => {
                     let got: Vec<f32> = y.into_data().convert::<f32>().to_vec().unwrap_or_default();
@@ -664,7 +801,11 @@ fn bench_copy<R: Runtime>(client: &ComputeClient<R>, quick: bool) -> Value {
         || touch(client, &b),
     );
     let gbps = 2.0 * bytes as f64 / (t.per_call_us * 1e3);
-    println!("copy {} MiB: {:.1} us, {gbps:.0} GB/s (read + write)", bytes >> 20, t.per_call_us);
+    println!(
+        "copy {} MiB: {:.1} us, {gbps:.0} GB/s (read + write)",
+        bytes >> 20,
+        t.per_call_us
+    );
     json!({"bytes": bytes, "us": t.per_call_us, "us_single": t.single_us, "gbps": gbps})
 }
 
@@ -688,23 +829,43 @@ fn bench_launch_floor<R: Runtime>(client: &ComputeClient<R>) -> Value {
         },
         || touch(client, &b),
     );
-    println!("empty-ish launch: {:.2} us per call back to back, {:.1} us synchronized", t.per_call_us, t.single_us);
+    println!(
+        "empty-ish launch: {:.2} us per call back to back, {:.1} us synchronized",
+        t.per_call_us, t.single_us
+    );
     json!({"us": t.per_call_us, "us_single": t.single_us})
 }
 
 /// Quantizes a random `[n, k]` f16 weight on the device.
-fn random_q4<R: Runtime>(client: &ComputeClient<R>, n: usize, k: usize, qt: FourBitType, dq: bool, seed: u32) -> DeviceQuant4 {
+fn random_q4<R: Runtime>(
+    client: &ComputeClient<R>,
+    n: usize,
+    k: usize,
+    qt: FourBitType,
+    dq: bool,
+    seed: u32,
+) -> DeviceQuant4 {
     let w = fill_normal(client, n * k, FloatDtype::F16, seed);
-    quantize_4bit_device(client, &w, FloatDtype::F16, &[n, k], qt, 64, dq).unwrap_or_else(|e| panic!("{e}"))
+    quantize_4bit_device(client, &w, FloatDtype::F16, &[n, k], qt, 64, dq)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn q4_bytes(n: usize, k: usize, dq: bool) -> usize {
     let blocks = (n * k).div_ceil(64);
-    (n * k).div_ceil(2) + if dq { blocks + 4 * blocks.div_ceil(256) } else { 4 * blocks }
+    (n * k).div_ceil(2)
+        + if dq {
+            blocks + 4 * blocks.div_ceil(256)
+        } else {
+            4 * blocks
+        }
 }
 
 fn bench_dequant<R: Runtime>(client: &ComputeClient<R>, quick: bool) -> Vec<Value> {
-    let (n, k) = if small() { (512usize, 512usize) } else { (8192usize, 8192usize) };
+    let (n, k) = if small() {
+        (512usize, 512usize)
+    } else {
+        (8192usize, 8192usize)
+    };
     let mut out = Vec::new();
     for (qt, dq) in [(FourBitType::Nf4, false), (FourBitType::Nf4, true)] {
         let q = random_q4(client, n, k, qt, dq, 11);
@@ -723,16 +884,25 @@ fn bench_dequant<R: Runtime>(client: &ComputeClient<R>, quick: bool) -> Vec<Valu
             );
             let bytes = q4_bytes(n, k, dq) + n * k * dtype.size();
             let tbps = bytes as f64 / (t.per_call_us * 1e6);
-            println!("dequantize {qt} dq={dq} {n}x{k} -> {dtype}: {:.1} us, {tbps:.2} TB/s moved", t.per_call_us);
-            out.push(json!({"quant": qt.name(), "dq": dq, "dtype": dtype.torch_name(), "shape": [n, k],
-                "us": t.per_call_us, "us_single": t.single_us, "bytes": bytes, "tbps": tbps}));
+            println!(
+                "dequantize {qt} dq={dq} {n}x{k} -> {dtype}: {:.1} us, {tbps:.2} TB/s moved",
+                t.per_call_us
+            );
+            out.push(
+                json!({"quant": qt.name(), "dq": dq, "dtype": dtype.torch_name(), "shape": [n, k],
+                "us": t.per_call_us, "us_single": t.single_us, "bytes": bytes, "tbps": tbps}),
+            );
         }
     }
     out
 }
 
 fn bench_quantize<R: Runtime>(client: &ComputeClient<R>, quick: bool) -> Vec<Value> {
-    let (n, k) = if small() { (512usize, 512usize) } else { (8192usize, 8192usize) };
+    let (n, k) = if small() {
+        (512usize, 512usize)
+    } else {
+        (8192usize, 8192usize)
+    };
     let w = fill_normal(client, n * k, FloatDtype::F16, 5);
     let mut out = Vec::new();
     let t = time_calls(
@@ -741,7 +911,15 @@ fn bench_quantize<R: Runtime>(client: &ComputeClient<R>, quick: bool) -> Vec<Val
         if quick { 3 } else { 7 },
         |_| {
             // Includes reading back the absmax (the non-finite check).
-            if let Err(e) = quantize_4bit_device(client, &w, FloatDtype::F16, &[n, k], FourBitType::Nf4, 64, false) {
+            if let Err(e) = quantize_4bit_device(
+                client,
+                &w,
+                FloatDtype::F16,
+                &[n, k],
+                FourBitType::Nf4,
+                64,
+                false,
+            ) {
                 panic!("{e}")
             }
         },
@@ -759,10 +937,18 @@ struct Layer4 {
     dq: bool,
 }
 
-fn layer4<R: Runtime>(client: &ComputeClient<R>, n: usize, k: usize, qt: FourBitType, dq: bool) -> Layer4 {
+fn layer4<R: Runtime>(
+    client: &ComputeClient<R>,
+    n: usize,
+    k: usize,
+    qt: FourBitType,
+    dq: bool,
+) -> Layer4 {
     let bytes = q4_bytes(n, k, dq);
     let copies = ROTATE_BYTES.div_ceil(bytes).clamp(1, 32);
-    let copies = (0..copies).map(|i| random_q4(client, n, k, qt, dq, 100 + i as u32)).collect();
+    let copies = (0..copies)
+        .map(|i| random_q4(client, n, k, qt, dq, 100 + i as u32))
+        .collect();
     Layer4 { copies, n, k, dq }
 }
 
@@ -775,10 +961,18 @@ fn bench_gemv4<R: Runtime>(
     quick: bool,
 ) -> Timing {
     let (n, k) = (layer.n, layer.k);
-    let xs: Vec<Handle> = (0..4).map(|i| fill_normal(client, m * k, FloatDtype::F16, 900 + i)).collect();
+    let xs: Vec<Handle> = (0..4)
+        .map(|i| fill_normal(client, m * k, FloatDtype::F16, 900 + i))
+        .collect();
     let out = client.empty(m * n * 2);
     let big = n * k >= 100_000_000;
-    let calls = if quick { 3 } else if big { 20 } else { 100 };
+    let calls = if quick {
+        3
+    } else if big {
+        20
+    } else {
+        100
+    };
     let _ = qt;
     time_calls(
         client,
@@ -786,7 +980,15 @@ fn bench_gemv4<R: Runtime>(
         if quick { 3 } else { 11 },
         |i| {
             let w = &layer.copies[i % layer.copies.len()];
-            if let Err(e) = w.gemv_into(client, &xs[i % xs.len()], m, FloatDtype::F16, None, &out, config) {
+            if let Err(e) = w.gemv_into(
+                client,
+                &xs[i % xs.len()],
+                m,
+                FloatDtype::F16,
+                None,
+                &out,
+                config,
+            ) {
                 panic!("{e}")
             }
         },
@@ -812,7 +1014,9 @@ fn bench_gemv<R: Runtime>(client: &ComputeClient<R>, quick: bool) -> (Vec<Value>
                 let gbps = bytes as f64 / (t.per_call_us * 1e3);
                 println!(
                     "gemv {label} [{n}x{k}] m={m}: {:.2} us ({:.1} us synchronized), {gbps:.0} GB/s, {} copies",
-                    t.per_call_us, t.single_us, layer.copies.len()
+                    t.per_call_us,
+                    t.single_us,
+                    layer.copies.len()
                 );
                 rows.push(json!({"kind": label, "shape": [n, k], "m": m, "us": t.per_call_us,
                     "us_single": t.single_us, "bytes": bytes, "gbps": gbps, "config": format!("{config:?}")}));
@@ -820,15 +1024,25 @@ fn bench_gemv<R: Runtime>(client: &ComputeClient<R>, quick: bool) -> (Vec<Value>
                     for (vname, vconfig) in gemv_variants(client) {
                         let probe = client.empty(2 * n);
                         let x1 = client.empty(2 * k);
-                        if let Err(e) = layer.copies[0].gemv_into(client, &x1, 1, FloatDtype::F16, None, &probe, vconfig) {
+                        if let Err(e) = layer.copies[0].gemv_into(
+                            client,
+                            &x1,
+                            1,
+                            FloatDtype::F16,
+                            None,
+                            &probe,
+                            vconfig,
+                        ) {
                             println!("  variant {vname}: skipped ({e})");
                             continue;
                         }
                         let t = bench_gemv4(client, &layer, qt, m, vconfig, quick);
                         let gbps = bytes as f64 / (t.per_call_us * 1e3);
                         println!("  variant {vname}: {:.2} us, {gbps:.0} GB/s", t.per_call_us);
-                        variants.push(json!({"kind": label, "shape": [n, k], "m": m, "variant": vname,
-                            "us": t.per_call_us, "us_single": t.single_us, "gbps": gbps}));
+                        variants.push(
+                            json!({"kind": label, "shape": [n, k], "m": m, "variant": vname,
+                            "us": t.per_call_us, "us_single": t.single_us, "gbps": gbps}),
+                        );
                     }
                 }
             }
@@ -856,17 +1070,34 @@ fn bench_int8<R: Runtime>(client: &ComputeClient<R>, quick: bool) -> Vec<Value> 
             })
             .collect();
         for &m in &ROWS {
-            let xs: Vec<Handle> = (0..4).map(|i| fill_normal(client, m * k, FloatDtype::F16, 700 + i)).collect();
+            let xs: Vec<Handle> = (0..4)
+                .map(|i| fill_normal(client, m * k, FloatDtype::F16, 700 + i))
+                .collect();
             let out = client.empty(m * n * 2);
             let config = Int8Config::default_for(client, m, n);
-            let calls = if quick { 3 } else if n * k >= 100_000_000 { 20 } else { 100 };
+            let calls = if quick {
+                3
+            } else if n * k >= 100_000_000 {
+                20
+            } else {
+                100
+            };
             let t = time_calls(
                 client,
                 calls,
                 if quick { 3 } else { 11 },
                 |i| {
                     let l = &layers[i % layers.len()];
-                    if let Err(e) = l.linear_into(client, &xs[i % xs.len()], m, FloatDtype::F16, None, 6.0, &out, config) {
+                    if let Err(e) = l.linear_into(
+                        client,
+                        &xs[i % xs.len()],
+                        m,
+                        FloatDtype::F16,
+                        None,
+                        6.0,
+                        &out,
+                        config,
+                    ) {
                         panic!("{e}")
                     }
                 },
@@ -904,7 +1135,10 @@ fn run<R: Runtime, B: burn::prelude::Backend>(
     println!("device: {device}");
 
     let t0 = Instant::now();
-    let mut checks = Checks { results: Vec::new(), failed: 0 };
+    let mut checks = Checks {
+        results: Vec::new(),
+        failed: 0,
+    };
     let mut rng = new_rng();
     run_checks(client, &mut checks, &mut rng);
     let dtypes = supported_dtypes(client);
@@ -957,7 +1191,10 @@ fn run<R: Runtime, B: burn::prelude::Backend>(
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    SMALL.store(args.iter().any(|a| a == "--small"), std::sync::atomic::Ordering::Relaxed);
+    SMALL.store(
+        args.iter().any(|a| a == "--small"),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let out_path = args
         .iter()
         .find(|a| !a.starts_with("--"))
