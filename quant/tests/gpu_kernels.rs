@@ -162,24 +162,16 @@ fn round_to(v: f32, dtype: FloatDtype) -> f32 {
     dtype.round(v)
 }
 
-#[test]
-fn fused_gemv_matches_dequantized_matmul() {
-    let client = client();
-    let mut rng = Rng::new("gemv");
-    // (out, in, blocksize): odd row counts, rows that are not multiples of the row groups.
-    let shapes = [
-        (37usize, 192usize, 64usize),
-        (70, 320, 32),
-        (9, 4096, 4096),
-        (131, 256, 128),
-    ];
-    // Shared memory on lavapipe is 32 KiB: keep the shared-memory reduction small.
-    let configs = [
+/// Launch parameters covering both table modes, 1 to 3 chunks in flight and a capped grid;
+/// shared memory on lavapipe is 32 KiB, so the shared-memory reduction stays small.
+fn gemv_configs() -> [GemvConfig; 3] {
+    [
         GemvConfig {
             rows_per_plane: 2,
             planes: 2,
             lut: LutMode::Pairs(1),
             use_plane: false,
+            depth: 2,
             max_cubes: 0,
         },
         GemvConfig {
@@ -187,6 +179,7 @@ fn fused_gemv_matches_dequantized_matmul() {
             planes: 4,
             lut: LutMode::Single,
             use_plane: false,
+            depth: 1,
             max_cubes: 3,
         },
         GemvConfig {
@@ -194,54 +187,105 @@ fn fused_gemv_matches_dequantized_matmul() {
             planes: 1,
             lut: LutMode::Pairs(8),
             use_plane: false,
+            depth: 3,
             max_cubes: 0,
         },
+    ]
+}
+
+#[test]
+fn fused_gemv_matches_dequantized_matmul() {
+    let client = client();
+    let mut rng = Rng::new("gemv");
+    let configs = gemv_configs();
+    let (f32_, f16_) = (FloatDtype::F32, FloatDtype::F16);
+    let half = if dtypes(&client).contains(&f16_) {
+        f16_
+    } else {
+        f32_
+    };
+    // (out, in, blocksize, type, double quant, dtype, rows of x, config, bias): odd row counts,
+    // rows that are not multiples of the row groups, rows shorter than a plane's first step.
+    let cases = [
+        (
+            37usize,
+            192usize,
+            64usize,
+            FourBitType::Nf4,
+            false,
+            f32_,
+            1usize,
+            0usize,
+            true,
+        ),
+        (37, 192, 64, FourBitType::Fp4, true, half, 3, 1, false),
+        (70, 320, 32, FourBitType::Nf4, true, f32_, 16, 1, true),
+        (9, 4096, 4096, FourBitType::Fp4, false, half, 1, 2, true),
+        (131, 256, 128, FourBitType::Nf4, false, half, 3, 0, false),
+        (131, 2048, 128, FourBitType::Fp4, true, f32_, 2, 2, false),
     ];
-    for (si, &(n, k, bs)) in shapes.iter().enumerate() {
+    for (n, k, bs, qt, dq, dtype, m, ci, with_bias) in cases {
+        let config = configs[ci];
         let w = rng.vec(n * k);
-        for qt in [FourBitType::Nf4, FourBitType::Fp4] {
-            for dq in [false, true] {
-                let q = Quantized4bit::quantize(&w, &[n, k], qt, bs, dq).unwrap();
-                let wf = q.dequantize::<f32>();
-                let dev = DeviceQuant4::upload(&client, &q);
-                for dtype in dtypes(&client) {
-                    for m in [1usize, 3, 16] {
-                        let x: Vec<f32> =
-                            rng.vec(m * k).iter().map(|v| round_to(*v, dtype)).collect();
-                        let bias: Vec<f32> =
-                            rng.vec(n).iter().map(|v| round_to(*v, dtype)).collect();
-                        let with_bias = (si + m) % 2 == 0;
-                        let xh = gpu::upload_as(&client, &x, dtype);
-                        let bh = gpu::upload_as(&client, &bias, dtype);
-                        let (want, mag) = reference_gemv(&x, &wf, m, n, k);
-                        let config = configs[(si + m) % configs.len()];
-                        let out = poisoned(&client, m * n * dtype.size());
-                        dev.gemv_into(
-                            &client,
-                            &xh,
-                            m,
-                            dtype,
-                            with_bias.then_some(&bh),
-                            &out,
-                            config,
-                        )
-                        .unwrap();
-                        let got = gpu::read_back_f32(&client, out, m * n, dtype).unwrap();
-                        for i in 0..m * n {
-                            let e = want[i] + if with_bias { bias[i % n] as f64 } else { 0.0 };
-                            let tol = 1e-5 * (mag[i] + bias[i % n].abs() as f64)
-                                + ulp(e as f32, dtype) as f64;
-                            assert!(
-                                (got[i] as f64 - e).abs() <= tol,
-                                "{qt} dq {dq} {dtype} [{n}x{k}] bs {bs} m {m} {config:?}: y[{i}] = {} vs {e} (tol {tol})",
-                                got[i]
-                            );
-                        }
-                    }
-                }
-            }
+        let q = Quantized4bit::quantize(&w, &[n, k], qt, bs, dq).unwrap();
+        let wf = q.dequantize::<f32>();
+        let dev = DeviceQuant4::upload(&client, &q);
+        let x: Vec<f32> = rng.vec(m * k).iter().map(|v| round_to(*v, dtype)).collect();
+        let bias: Vec<f32> = rng.vec(n).iter().map(|v| round_to(*v, dtype)).collect();
+        let xh = gpu::upload_as(&client, &x, dtype);
+        let bh = gpu::upload_as(&client, &bias, dtype);
+        let (want, mag) = reference_gemv(&x, &wf, m, n, k);
+        let out = poisoned(&client, m * n * dtype.size());
+        dev.gemv_into(
+            &client,
+            &xh,
+            m,
+            dtype,
+            with_bias.then_some(&bh),
+            &out,
+            config,
+        )
+        .unwrap();
+        let got = gpu::read_back_f32(&client, out, m * n, dtype).unwrap();
+        for i in 0..m * n {
+            let e = want[i] + if with_bias { bias[i % n] as f64 } else { 0.0 };
+            let tol = 1e-5 * (mag[i] + bias[i % n].abs() as f64) + ulp(e as f32, dtype) as f64;
+            assert!(
+                (got[i] as f64 - e).abs() <= tol,
+                "{qt} dq {dq} {dtype} [{n}x{k}] bs {bs} m {m} {config:?}: y[{i}] = {} vs {e} (tol {tol})",
+                got[i]
+            );
         }
     }
+}
+
+#[test]
+fn gemv_default_config_and_rejections() {
+    let client = client();
+    let mut rng = Rng::new("gemv_default");
+    let (n, k) = (45usize, 128usize);
+    let q = Quantized4bit::quantize(&rng.vec(n * k), &[n, k], FourBitType::Nf4, 64, false).unwrap();
+    let dev = DeviceQuant4::upload(&client, &q);
+    let x = rng.vec(k);
+    let xh = gpu::upload_as(&client, &x, FloatDtype::F32);
+    let y = dev.gemv(&client, &xh, 1, FloatDtype::F32, None).unwrap();
+    let got = gpu::read_back_f32(&client, y, n, FloatDtype::F32).unwrap();
+    let (want, mag) = reference_gemv(&x, &q.dequantize::<f32>(), 1, n, k);
+    for i in 0..n {
+        assert!((got[i] as f64 - want[i]).abs() <= 1e-5 * mag[i], "y[{i}]");
+    }
+    // 17 rows, rows that straddle blocks, plane reductions on a device without planes.
+    assert!(dev.gemv(&client, &xh, 17, FloatDtype::F32, None).is_err());
+    let odd =
+        Quantized4bit::quantize(&rng.vec(5 * 100), &[5, 100], FourBitType::Nf4, 64, false).unwrap();
+    assert!(!DeviceQuant4::upload(&client, &odd).gemv_supported());
+    let mut planes = gemv_configs()[0];
+    planes.use_plane = true;
+    let out = poisoned(&client, n * 4);
+    assert!(
+        dev.gemv_into(&client, &xh, 1, FloatDtype::F32, None, &out, planes)
+            .is_err()
+    );
 }
 
 fn upload_dtype(
@@ -416,80 +460,73 @@ fn int8_linear_matches_cpu_codec() {
     use kiln_quant::gpu::{DeviceInt8, Int8Config};
     let client = client();
     let mut rng = Rng::new("int8");
-    let shapes = [(37usize, 100usize), (70, 333), (5, 1024)];
     let configs = [
         Int8Config {
             rows_per_plane: 2,
             planes: 2,
             use_plane: false,
+            depth: 2,
             max_cubes: 0,
         },
         Int8Config {
             rows_per_plane: 1,
             planes: 3,
             use_plane: false,
+            depth: 1,
             max_cubes: 5,
         },
     ];
-    for (si, &(n, k)) in shapes.iter().enumerate() {
-        let wf = rng.vec(n * k);
-        let w = Int8Rowwise::quantize_weight(&wf, n, k).unwrap();
+    let (f32_, f16_) = (FloatDtype::F32, FloatDtype::F16);
+    let half = if dtypes(&client).contains(&f16_) {
+        f16_
+    } else {
+        f32_
+    };
+    // (out, in, dtype, rows of x, threshold, config, bias): `in` not a multiple of 16.
+    let cases = [
+        (37usize, 100usize, f32_, 1usize, 6.0, 0usize, true),
+        (70, 333, half, 5, 6.0, 1, false),
+        (5, 1024, f32_, 16, 0.0, 1, true),
+        (70, 333, f32_, 3, 6.0, 0, false),
+        (37, 100, half, 1, 0.0, 0, true),
+    ];
+    for (n, k, dtype, m, threshold, ci, with_bias) in cases {
+        let config = configs[ci];
+        let w = Int8Rowwise::quantize_weight(&rng.vec(n * k), n, k).unwrap();
         let dev = DeviceInt8::upload(&client, &w);
-        for dtype in dtypes(&client) {
-            for (mi, m) in [1usize, 5, 16].into_iter().enumerate() {
-                for threshold in [6.0, 0.0] {
-                    let mut x: Vec<f32> = rng.vec(m * k).iter().map(|v| dtype.round(*v)).collect();
-                    // A few outlier columns, in one row only, and values right at the threshold.
-                    for c in [3usize, k / 2, k - 1] {
-                        let r = c % m;
-                        x[r * k + c] = if c == 3 { 6.0 } else { -9.5 };
-                    }
-                    let bias: Vec<f32> = rng.vec(n).iter().map(|v| dtype.round(*v)).collect();
-                    let with_bias = (mi + si) % 2 == 0;
-                    let want = cpu_int8_linear(
-                        &x,
-                        m,
-                        &w,
-                        with_bias.then_some(&bias[..]),
-                        threshold,
-                        dtype,
-                    );
-                    let xh = gpu::upload_as(&client, &x, dtype);
-                    let bh = gpu::upload_as(&client, &bias, dtype);
-                    let out = poisoned(&client, m * n * dtype.size());
-                    let config = configs[(si + mi) % 2];
-                    dev.linear_into(
-                        &client,
-                        &xh,
-                        m,
-                        dtype,
-                        with_bias.then_some(&bh),
-                        threshold,
-                        &out,
-                        config,
-                    )
-                    .unwrap();
-                    let got = gpu::read_back_f32(&client, out, m * n, dtype).unwrap();
-                    // The int8 part is exact; the outlier sum runs in another order.
-                    let outlier_mag: Vec<f32> = (0..m)
-                        .map(|i| {
-                            [3usize, k / 2, k - 1]
-                                .iter()
-                                .map(|&c| x[i * k + c].abs())
-                                .sum()
-                        })
-                        .collect();
-                    for i in 0..m * n {
-                        let e = want[i];
-                        let tol = 2.0 * ulp(e, dtype) + 1e-5 * (outlier_mag[i / n] + e.abs() + 1.0);
-                        assert!(
-                            (got[i] - e).abs() <= tol,
-                            "{dtype} [{n}x{k}] m {m} threshold {threshold} {config:?}: y[{i}] = {} vs {e}",
-                            got[i]
-                        );
-                    }
-                }
-            }
+        let mut x: Vec<f32> = rng.vec(m * k).iter().map(|v| dtype.round(*v)).collect();
+        // A few outlier columns, in one row only, and a value right at the threshold.
+        let cols = [3usize, k / 2, k - 1];
+        for c in cols {
+            x[(c % m) * k + c] = if c == 3 { 6.0 } else { -9.5 };
+        }
+        let bias: Vec<f32> = rng.vec(n).iter().map(|v| dtype.round(*v)).collect();
+        let want = cpu_int8_linear(&x, m, &w, with_bias.then_some(&bias[..]), threshold, dtype);
+        let xh = gpu::upload_as(&client, &x, dtype);
+        let bh = gpu::upload_as(&client, &bias, dtype);
+        let out = poisoned(&client, m * n * dtype.size());
+        dev.linear_into(
+            &client,
+            &xh,
+            m,
+            dtype,
+            with_bias.then_some(&bh),
+            threshold,
+            &out,
+            config,
+        )
+        .unwrap();
+        let got = gpu::read_back_f32(&client, out, m * n, dtype).unwrap();
+        // The int8 part is exact; the outlier sum runs in another order.
+        for i in 0..m * n {
+            let e = want[i];
+            let outliers: f32 = cols.iter().map(|&c| x[(i / n) * k + c].abs()).sum();
+            let tol = 2.0 * ulp(e, dtype) + 1e-5 * (outliers + e.abs() + 1.0);
+            assert!(
+                (got[i] - e).abs() <= tol,
+                "{dtype} [{n}x{k}] m {m} threshold {threshold} {config:?}: y[{i}] = {} vs {e}",
+                got[i]
+            );
         }
     }
 }

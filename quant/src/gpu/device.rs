@@ -75,6 +75,9 @@ pub struct GemvConfig {
     pub lut: LutMode,
     /// Reduce with plane operations (needs planes of 32) rather than shared memory.
     pub use_plane: bool,
+    /// 16-byte chunks of each row a unit loads before decoding any (1 to 4): more bytes in
+    /// flight per unit.
+    pub depth: usize,
     /// Most cubes launched (they stride over the row groups); 0 for one cube per group.
     pub max_cubes: usize,
 }
@@ -111,6 +114,7 @@ impl GemvConfig {
             planes,
             lut: LutMode::Pairs(copies),
             use_plane,
+            depth: if use_plane { 2 } else { 1 },
             max_cubes: sms * 4,
         }
     }
@@ -311,6 +315,7 @@ impl DeviceQuant4 {
         };
         let rows = config.rows_per_plane.max(1);
         let planes = config.planes.clamp(1, 32);
+        let depth = config.depth.clamp(1, 4);
         let vx = x_vector_width(client, x, dtype, k);
         let outputs = planes * rows * m;
         let shared = 4 * 16
@@ -356,6 +361,7 @@ impl DeviceQuant4 {
                 m,
                 rows,
                 planes,
+                depth,
                 nested,
                 has_bias,
                 copies,

@@ -73,6 +73,7 @@ pub(crate) fn gemv4_kernel<F: Float, NX: Size>(
     #[comptime] m: usize,
     #[comptime] rows: usize,
     #[comptime] planes: usize,
+    #[comptime] depth: usize,
     #[comptime] nested: bool,
     #[comptime] has_bias: bool,
     #[comptime] pair_copies: usize,
@@ -147,106 +148,124 @@ pub(crate) fn gemv4_kernel<F: Float, NX: Size>(
 
         let mut c = lane;
         while c < chunks {
-            let k0 = c * CHUNK;
-            // Issue every row's 16-byte load before decoding any of them.
-            let mut w = Array::<u32>::new(comptime!(rows * 4));
-            let mut scale = Array::<f32>::new(rows);
+            // Issue the 16-byte loads of `depth` chunks of every row before decoding any.
+            let mut w = Array::<u32>::new(comptime!(depth * rows * 4));
+            let mut scale = Array::<f32>::new(comptime!(depth * rows));
+            let mut kbase = Array::<usize>::new(depth);
             #[unroll]
-            for r in 0..rows {
-                let v = packed[row_of[r] * chunks + c];
+            for d in 0..depth {
+                let cd = c + d * 32;
+                // Past the row's end: re-read this unit's first chunk, with a zero scale.
+                let cc = select(cd < chunks, cd, c);
+                kbase[d] = cc * CHUNK;
+                #[unroll]
+                for r in 0..rows {
+                    let v = packed[row_of[r] * chunks + cc];
+                    #[unroll]
+                    for j in 0..4usize {
+                        w[(d * rows + r) * 4 + j] = v[j];
+                    }
+                }
+            }
+            #[unroll]
+            for d in 0..depth {
+                let valid = c + d * 32 < chunks;
+                #[unroll]
+                for r in 0..rows {
+                    let s = block_scale(
+                        row_of[r] * blocks_per_row + (kbase[d] >> block_shift as usize),
+                        absmax,
+                        nested_codes,
+                        nested_absmax,
+                        &nested_table,
+                        offset,
+                        nested,
+                    );
+                    scale[d * rows + r] = select(valid, s, 0.0f32);
+                }
+            }
+            #[unroll]
+            for d in 0..depth {
+                let k0 = kbase[d];
+                if comptime!(factor_scale) {
+                    #[unroll]
+                    for i in 0..comptime!(rows * m) {
+                        part[i] = 0.0;
+                    }
+                }
                 #[unroll]
                 for j in 0..4usize {
-                    w[r * 4 + j] = v[j];
-                }
-            }
-            #[unroll]
-            for r in 0..rows {
-                scale[r] = block_scale(
-                    row_of[r] * blocks_per_row + (k0 >> block_shift as usize),
-                    absmax,
-                    nested_codes,
-                    nested_absmax,
-                    &nested_table,
-                    offset,
-                    nested,
-                );
-            }
-            if comptime!(factor_scale) {
-                #[unroll]
-                for i in 0..comptime!(rows * m) {
-                    part[i] = 0.0;
-                }
-            }
-            #[unroll]
-            for j in 0..4usize {
-                // Decode 8 codes of each row.
-                let mut q = Array::<f32>::new(comptime!(rows * 8));
-                #[unroll]
-                for r in 0..rows {
-                    let word = w[r * 4 + j];
-                    if comptime!(pair_copies > 0) {
-                        #[unroll]
-                        for b in 0..4usize {
-                            let byte = (word >> comptime!(8 * b as u32)) & 0xFF;
-                            let p = pairs[(byte as usize) * comptime!(pair_copies.max(1)) + copy];
-                            q[r * 8 + 2 * b] = p[0];
-                            q[r * 8 + 2 * b + 1] = p[1];
-                        }
-                    } else {
-                        #[unroll]
-                        for e in 0..8usize {
-                            let shift = comptime!(((e / 2) * 8 + 4 * (1 - e % 2)) as u32);
-                            q[r * 8 + e] = table[((word >> shift) & 0xF) as usize];
-                        }
-                    }
-                    if comptime!(!factor_scale) {
-                        #[unroll]
-                        for e in 0..8usize {
-                            q[r * 8 + e] *= scale[r];
-                        }
-                    }
-                }
-                #[unroll]
-                for mi in 0..m {
-                    let mut xf = Array::<f32>::new(8usize);
-                    let xbase = mi * x_row + (k0 + j * 8) / vx;
-                    #[unroll]
-                    for v in 0..comptime!(8 / vx) {
-                        let xv = Vector::<f32, NX>::cast_from(x[xbase + v]);
-                        #[unroll]
-                        for e in 0..vx {
-                            xf[v * vx + e] = xv[e];
-                        }
-                    }
+                    // Decode 8 codes of each row.
+                    let mut q = Array::<f32>::new(comptime!(rows * 8));
                     #[unroll]
                     for r in 0..rows {
-                        let mut s = if comptime!(factor_scale) {
-                            part[r * m + mi]
+                        let word = w[(d * rows + r) * 4 + j];
+                        if comptime!(pair_copies > 0) {
+                            #[unroll]
+                            for b in 0..4usize {
+                                let byte = (word >> comptime!(8 * b as u32)) & 0xFF;
+                                let p =
+                                    pairs[(byte as usize) * comptime!(pair_copies.max(1)) + copy];
+                                q[r * 8 + 2 * b] = p[0];
+                                q[r * 8 + 2 * b + 1] = p[1];
+                            }
                         } else {
-                            acc[r * m + mi]
-                        };
-                        #[unroll]
-                        for e in 0..8usize {
-                            s = fma(xf[e], q[r * 8 + e], s);
+                            #[unroll]
+                            for e in 0..8usize {
+                                let shift = comptime!(((e / 2) * 8 + 4 * (1 - e % 2)) as u32);
+                                q[r * 8 + e] = table[((word >> shift) & 0xF) as usize];
+                            }
                         }
-                        if comptime!(factor_scale) {
-                            part[r * m + mi] = s;
-                        } else {
-                            acc[r * m + mi] = s;
+                        if comptime!(!factor_scale) {
+                            #[unroll]
+                            for e in 0..8usize {
+                                q[r * 8 + e] *= scale[d * rows + r];
+                            }
                         }
                     }
-                }
-            }
-            if comptime!(factor_scale) {
-                #[unroll]
-                for r in 0..rows {
                     #[unroll]
                     for mi in 0..m {
-                        acc[r * m + mi] = fma(part[r * m + mi], scale[r], acc[r * m + mi]);
+                        let mut xf = Array::<f32>::new(8usize);
+                        let xbase = mi * x_row + (k0 + j * 8) / vx;
+                        #[unroll]
+                        for v in 0..comptime!(8 / vx) {
+                            let xv = Vector::<f32, NX>::cast_from(x[xbase + v]);
+                            #[unroll]
+                            for e in 0..vx {
+                                xf[v * vx + e] = xv[e];
+                            }
+                        }
+                        #[unroll]
+                        for r in 0..rows {
+                            let mut s = if comptime!(factor_scale) {
+                                part[r * m + mi]
+                            } else {
+                                acc[r * m + mi]
+                            };
+                            #[unroll]
+                            for e in 0..8usize {
+                                s = fma(xf[e], q[r * 8 + e], s);
+                            }
+                            if comptime!(factor_scale) {
+                                part[r * m + mi] = s;
+                            } else {
+                                acc[r * m + mi] = s;
+                            }
+                        }
+                    }
+                }
+                if comptime!(factor_scale) {
+                    #[unroll]
+                    for r in 0..rows {
+                        #[unroll]
+                        for mi in 0..m {
+                            acc[r * m + mi] =
+                                fma(part[r * m + mi], scale[d * rows + r], acc[r * m + mi]);
+                        }
                     }
                 }
             }
-            c += 32;
+            c += comptime!(32 * depth);
         }
 
         plane_totals(

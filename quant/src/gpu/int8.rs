@@ -21,7 +21,8 @@ const THREADS: usize = 256;
 /// The value bitsandbytes quantizes: the activation rounded to f16.
 #[cube]
 fn as_f16<F: Float>(v: F) -> f32 {
-    f32::cast_from(half::f16::cast_from(v))
+    // Through f32: the device may have no direct bf16 -> f16 conversion.
+    f32::cast_from(half::f16::cast_from(f32::cast_from(v)))
 }
 
 /// One unit per column: whether any row holds |x| >= threshold there (x rounded to f16).
@@ -178,6 +179,7 @@ pub(crate) fn int8_gemv_kernel<F: Float>(
     #[comptime] m: usize,
     #[comptime] rows: usize,
     #[comptime] planes: usize,
+    #[comptime] depth: usize,
     #[comptime] has_bias: bool,
     #[comptime] use_plane: bool,
 ) {
@@ -212,40 +214,54 @@ pub(crate) fn int8_gemv_kernel<F: Float>(
         }
         let mut c = lane;
         while c < cpr {
-            let mut w = Array::<u32>::new(comptime!(rows * 4));
+            // The 16-byte loads of `depth` chunks of every row first; past the row's end the
+            // unit re-reads its first chunk with the weights zeroed.
+            let mut w = Array::<u32>::new(comptime!(depth * rows * 4));
+            let mut cbase = Array::<usize>::new(depth);
             #[unroll]
-            for r in 0..rows {
-                let v = weight[row_of[r] * cpr + c];
-                #[unroll]
-                for j in 0..4usize {
-                    w[r * 4 + j] = v[j];
-                }
-            }
-            #[unroll]
-            for j in 0..4usize {
-                let mut q = Array::<i32>::new(comptime!(rows * 4));
+            for d in 0..depth {
+                let cd = c + d * 32;
+                let valid = cd < cpr;
+                let cc = select(valid, cd, c);
+                cbase[d] = cc;
                 #[unroll]
                 for r in 0..rows {
+                    let v = weight[row_of[r] * cpr + cc];
                     #[unroll]
-                    for b in 0..4u32 {
-                        q[r * 4 + b as usize] = signed_byte(w[r * 4 + j], b);
-                    }
-                }
-                #[unroll]
-                for mi in 0..m {
-                    let a = ca[mi * cpr * 4 + c * 4 + j];
-                    #[unroll]
-                    for r in 0..rows {
-                        let mut s = acc[r * m + mi];
-                        #[unroll]
-                        for b in 0..4usize {
-                            s += a[b] * q[r * 4 + b];
-                        }
-                        acc[r * m + mi] = s;
+                    for j in 0..4usize {
+                        w[(d * rows + r) * 4 + j] = select(valid, v[j], 0u32);
                     }
                 }
             }
-            c += 32;
+            #[unroll]
+            for d in 0..depth {
+                let cc = cbase[d];
+                #[unroll]
+                for j in 0..4usize {
+                    let mut q = Array::<i32>::new(comptime!(rows * 4));
+                    #[unroll]
+                    for r in 0..rows {
+                        #[unroll]
+                        for b in 0..4u32 {
+                            q[r * 4 + b as usize] = signed_byte(w[(d * rows + r) * 4 + j], b);
+                        }
+                    }
+                    #[unroll]
+                    for mi in 0..m {
+                        let a = ca[mi * cpr * 4 + cc * 4 + j];
+                        #[unroll]
+                        for r in 0..rows {
+                            let mut s = acc[r * m + mi];
+                            #[unroll]
+                            for b in 0..4usize {
+                                s += a[b] * q[r * 4 + b];
+                            }
+                            acc[r * m + mi] = s;
+                        }
+                    }
+                }
+            }
+            c += comptime!(32 * depth);
         }
 
         plane_totals(
@@ -313,6 +329,8 @@ pub struct Int8Config {
     pub planes: usize,
     /// Reduce with plane operations (needs planes of 32).
     pub use_plane: bool,
+    /// 16-byte chunks of each row a unit loads before using any (1 to 4).
+    pub depth: usize,
     /// Most cubes launched; 0 for one cube per row group.
     pub max_cubes: usize,
 }
@@ -341,6 +359,7 @@ impl Int8Config {
                 (false, _) => 2,
             },
             use_plane: planes_of_32(client),
+            depth: if planes_of_32(client) { 2 } else { 1 },
             max_cubes: sms * 4,
         }
     }
@@ -441,6 +460,7 @@ impl DeviceInt8 {
         let n_out = client.empty(4);
         let rows = config.rows_per_plane.max(1);
         let planes = config.planes.clamp(1, 32);
+        let depth = config.depth.clamp(1, 4);
         let groups = n.div_ceil(rows * planes);
         let cubes = if config.max_cubes > 0 {
             groups.min(config.max_cubes)
@@ -503,6 +523,7 @@ impl DeviceInt8 {
                 m,
                 rows,
                 planes,
+                depth,
                 has_bias,
                 config.use_plane,
             );
