@@ -7,7 +7,7 @@ mod common;
 
 use burn::backend::NdArray;
 use burn::nn::LinearConfig;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use common::{bits, testdata};
 use half::f16;
 use kiln_quant::checkpoint::{Checkpoint, LinearWeight};
@@ -84,6 +84,11 @@ fn linear4bit_from_bnb_checkpoint_matches_the_codec() {
                 &device,
             )
             .expect("module");
+            // Compact storage: half a byte per weight, one byte per nested absmax code.
+            assert_eq!(layer.packed.dtype(), DType::U8);
+            if let Some(codes) = &layer.absmax_codes {
+                assert_eq!(codes.dtype(), DType::U8);
+            }
             let w = values(layer.weight());
             let expected: Vec<f32> = q.dequantize();
             assert_eq!(
@@ -171,6 +176,7 @@ fn linear8bit_from_bnb_checkpoint_matches_the_codec() {
         let layer =
             Linear8bitLt::<B>::from_checkpoint(&mut ckpt, &module, None, &device).expect("module");
         assert_eq!(layer.meta.threshold, 6.0);
+        assert_eq!(layer.weight.dtype(), DType::I8);
         assert_eq!(
             bits(&values(layer.weight_f32())),
             bits(&q.dequantize()),

@@ -2,9 +2,9 @@
 
 use burn::module::{Module, Param};
 use burn::prelude::Backend;
-use burn::tensor::{FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData, get_device_settings};
 
-use super::{compute_float_dtype, linear_weight_to_rows};
+use super::{compact_int, compute_float_dtype, linear_weight_to_rows};
 use crate::checkpoint::{Checkpoint, LinearWeight};
 use crate::codec::{Absmax, FourBitType, NESTED_BLOCKSIZE, Quantized4bit};
 use crate::element::FloatDtype;
@@ -35,11 +35,12 @@ pub struct Linear4bitMeta {
 /// backend (fused low-bit kernels plug in behind the same module).
 #[derive(Module, Debug)]
 pub struct Linear4bit<B: Backend> {
-    /// Packed codes (one byte per element, values 0..=255), first element in the high nibble.
+    /// Packed codes (one byte per two elements, values 0..=255), first element in the high
+    /// nibble. Stored as `u8` where the backend has it (half a byte per weight).
     pub packed: Tensor<B, 1, Int>,
     /// Per-block absmax in f32 when plain; empty when nested.
     pub absmax: Tensor<B, 1>,
-    /// Per-block 8-bit absmax codes when nested.
+    /// Per-block 8-bit absmax codes when nested (stored as `u8` where the backend has it).
     pub absmax_codes: Option<Tensor<B, 1, Int>>,
     /// One f32 absmax per 256 absmax codes when nested.
     pub nested_absmax: Option<Tensor<B, 1>>,
@@ -47,6 +48,9 @@ pub struct Linear4bit<B: Backend> {
     pub nested_code: Option<Tensor<B, 1>>,
     /// The 4-bit code table.
     pub code: Tensor<B, 1>,
+    /// The values of both nibbles of every byte, `[256, 2]`: `[code[b >> 4], code[b & 15]]`
+    /// (one lookup per packed byte unpacks two weights).
+    pub code_pairs: Tensor<B, 2>,
     /// Optional bias `[out]`.
     pub bias: Option<Param<Tensor<B, 1>>>,
     /// Shapes and codec parameters.
@@ -73,11 +77,13 @@ impl<B: Backend> Linear4bit<B> {
             }
         };
         check_bias(&bias, out_features)?;
-        let packed: Vec<i32> = weight.packed().iter().map(|&b| b as i32).collect();
-        let ints = |v: Vec<i32>| {
-            let n = v.len();
-            Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device)
+        let bytes = |v: &[u8]| {
+            Tensor::<B, 1, Int>::from_data(
+                TensorData::new(v.to_vec(), [v.len()]),
+                (device, compact_int::<B>(device, DType::U8)),
+            )
         };
+        let packed = bytes(weight.packed());
         let floats =
             |v: &[f32]| Tensor::<B, 1>::from_data(TensorData::new(v.to_vec(), [v.len()]), device);
         let (absmax, absmax_codes, nested_absmax, nested_code, nested_offset) =
@@ -85,19 +91,24 @@ impl<B: Backend> Linear4bit<B> {
                 Absmax::Plain(a) => (floats(a), None, None, None, 0.0),
                 Absmax::Nested(n) => (
                     floats(&[]),
-                    Some(ints(n.codes().iter().map(|&c| c as i32).collect())),
+                    Some(bytes(n.codes())),
                     Some(floats(n.absmax())),
                     Some(floats(n.code())),
                     n.offset(),
                 ),
             };
+        let table = weight.quant_type().code();
+        let pairs: Vec<f32> = (0..256)
+            .flat_map(|b| [table[b >> 4], table[b & 15]])
+            .collect();
         Ok(Linear4bit {
-            packed: ints(packed),
+            packed,
             absmax,
             absmax_codes,
             nested_absmax,
             nested_code,
-            code: floats(weight.quant_type().code()),
+            code: floats(table),
+            code_pairs: Tensor::from_data(TensorData::new(pairs, [256, 2]), device),
             bias: bias.map(Param::from_tensor),
             meta: Linear4bitMeta {
                 quant_type: weight.quant_type(),
@@ -160,7 +171,8 @@ impl<B: Backend> Linear4bit<B> {
                 let n = codes.dims()[0] as i64;
                 let block =
                     Tensor::<B, 1, Int>::arange(0..n, &device).div_scalar(NESTED_BLOCKSIZE as i64);
-                let values = code.clone().select(0, codes.clone());
+                let index_dtype = get_device_settings::<B>(&device).int_dtype;
+                let values = code.clone().select(0, codes.clone().cast(index_dtype));
                 (values * nested.clone().select(0, block)).add_scalar(self.meta.nested_offset)
             }
             _ => self.absmax.clone(),
@@ -173,10 +185,14 @@ impl<B: Backend> Linear4bit<B> {
         let n = m.in_features * m.out_features;
         let blocks = n.div_ceil(m.blocksize);
         let bytes = self.packed.dims()[0];
-        let hi = self.packed.clone().div_scalar(16);
-        let lo = self.packed.clone().remainder_scalar(16);
-        let codes: Tensor<B, 1, Int> = Tensor::stack::<2>(vec![hi, lo], 1).reshape([2 * bytes]);
-        let mut values = self.code.clone().select(0, codes);
+        let device = self.packed.device();
+        // Indices in the backend's default int type (the compact u8 storage is not one).
+        let index_dtype = get_device_settings::<B>(&device).int_dtype;
+        let mut values = self
+            .code_pairs
+            .clone()
+            .select(0, self.packed.clone().cast(index_dtype))
+            .reshape([2 * bytes]);
         let padded = blocks * m.blocksize;
         if padded > 2 * bytes {
             let zeros = Tensor::<B, 1>::zeros([padded - 2 * bytes], &values.device());

@@ -2,10 +2,10 @@
 
 use burn::module::{Module, Param};
 use burn::prelude::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 
-use super::linear_weight_to_rows;
 use super::linear4bit::check_bias;
+use super::{compact_int, linear_weight_to_rows};
 use crate::checkpoint::{Checkpoint, LinearWeight};
 use crate::codec::Int8Rowwise;
 use crate::error::{QuantError, Result};
@@ -31,7 +31,7 @@ pub struct Linear8bitMeta {
 /// against the dequantized weight columns.
 #[derive(Module, Debug)]
 pub struct Linear8bitLt<B: Backend> {
-    /// The int8 weight `[out, in]`.
+    /// The int8 weight `[out, in]` (stored as `i8` where the backend has it).
     pub weight: Tensor<B, 2, Int>,
     /// Row absmax of the weight (`SCB`), `[out]`.
     pub scb: Tensor<B, 1>,
@@ -56,11 +56,11 @@ impl<B: Backend> Linear8bitLt<B> {
             )));
         }
         check_bias(&bias, weight.rows())?;
-        let data: Vec<i32> = weight.data().iter().map(|&v| v as i32).collect();
+        let data = weight.data().to_vec();
         Ok(Linear8bitLt {
             weight: Tensor::from_data(
                 TensorData::new(data, [weight.rows(), weight.cols()]),
-                device,
+                (device, compact_int::<B>(device, DType::I8)),
             ),
             scb: Tensor::from_data(
                 TensorData::new(weight.scales().to_vec(), [weight.rows()]),

@@ -25,6 +25,18 @@ pub fn compute_float_dtype(dtype: FloatDtype) -> FloatDType {
     }
 }
 
+/// `dtype` (a narrow int type for stored codes) where the backend supports it, else the
+/// device's default int type.
+fn compact_int<B: Backend>(device: &B::Device, dtype: DType) -> DType {
+    if B::supports_dtype(device, dtype) {
+        dtype
+    } else {
+        burn::tensor::get_device_settings::<B>(device)
+            .int_dtype
+            .into()
+    }
+}
+
 /// A burn Linear weight `[in, out]` as row-major `[out, in]` f32 values, with `(out, in)`.
 fn linear_weight_to_rows<B: Backend>(weight: &Tensor<B, 2>) -> Result<(Vec<f32>, usize, usize)> {
     let [d_in, d_out] = weight.dims();
