@@ -213,3 +213,33 @@ fn linear8bit_from_burn_linear_without_threshold() {
     )));
     assert_close(&y, &want, 1e-5, "threshold 0");
 }
+
+#[test]
+fn linear8bit_rounds_activations_to_f16_as_bitsandbytes_does() {
+    // Inputs that f16 cannot hold exactly (and some in f16's subnormal range): the module must
+    // quantize what bitsandbytes quantizes, `x.to(float16)`, as the CPU codec does.
+    let device = Default::default();
+    let mut ckpt = Checkpoint::open(testdata().join("tiny-llama").join("int8")).expect("open");
+    let module = "model.layers.0.mlp.down_proj";
+    let LinearWeight::Int8(q) = ckpt.linear_weight(module).expect("weight") else {
+        panic!("{module} is not int8");
+    };
+    let layer =
+        Linear8bitLt::<B>::from_checkpoint(&mut ckpt, module, None, &device).expect("module");
+    let tokens = 5;
+    let mut x = noise(tokens * q.cols(), 23);
+    for (i, v) in x.iter_mut().enumerate() {
+        match i % 7 {
+            0 => *v *= 1e-5, // subnormal in f16
+            3 => *v *= 9.0,  // outliers past the threshold
+            _ => {}
+        }
+    }
+    assert!(x.iter().any(|v| f16::from_f32(*v).to_f32() != *v));
+    let want = int8_linear(&x, tokens, &q, None, 6.0).expect("codec");
+    let y = values(layer.forward(Tensor::<B, 2>::from_data(
+        TensorData::new(x, [tokens, q.cols()]),
+        &device,
+    )));
+    assert_close(&y, &want, 1e-5, "unrounded activations");
+}
