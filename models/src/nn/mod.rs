@@ -6,6 +6,6 @@ mod norm;
 mod rope;
 
 pub use cache::{KvCache, LayerCache};
-pub use linear::Linear;
+pub use linear::{Linear, LinearFormat};
 pub use norm::RmsNorm;
 pub use rope::{Rope, RopeScaling};
