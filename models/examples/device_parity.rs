@@ -25,6 +25,7 @@ fn check<B: Backend>(dir: &Path, device: &B::Device) -> Result<bool, Box<dyn std
     let options = LoadOptions::<B> {
         device: device.clone(),
         attention: AttentionImpl::Eager,
+        ..LoadOptions::default()
     };
     let model = load_model::<B>(dir, &options)?;
     let expected: serde_json::Value =

@@ -7,6 +7,7 @@ use burn::tensor::backend::Backend;
 use kiln_attention::AttentionImpl;
 use kiln_chat_template::{ApplyOptions, ChatTemplate, Message, Tokenizer};
 use kiln_prompting::{Completion, GenerationParams, Generator, GeneratorError};
+use kiln_quant::{QuantBits, QuantConfig};
 
 use crate::ModelError;
 use crate::config::{Architecture, ModelConfig};
@@ -20,15 +21,28 @@ use crate::llama::{Llama, LlamaConfig};
 use crate::mistral;
 use crate::model::CausalLm;
 use crate::registry::Registry;
-use crate::weights::{GgufSource, SafetensorsSource, WeightSource};
+use crate::weights::{
+    FloatDtype, GgufSource, SafetensorsSource, WeightOptions, WeightSource, check_dtype,
+};
 
 /// How to load a model.
+///
+/// `dtype` and `quantization` mean what transformers' `from_pretrained(dtype=...,
+/// quantization_config=BitsAndBytesConfig(...))` means: unquantized weights are converted to
+/// `dtype`; with a quantization, each Linear of the decoder layers is quantized as it is read
+/// (the full-precision model is never held), bit-exact with bitsandbytes. A checkpoint saved
+/// quantized (its `config.json` has a `quantization_config`) loads quantized whatever
+/// `quantization` says; when given, its `compute_dtype` and `int8_threshold` apply.
 #[derive(Debug, Clone)]
 pub struct LoadOptions<B: Backend> {
     /// Where the weights go.
     pub device: B::Device,
     /// Attention implementation.
     pub attention: AttentionImpl,
+    /// The float dtype of weights and compute (f16/bf16 need a backend that has them).
+    pub dtype: FloatDtype,
+    /// Quantize the Linear layers on load (bitsandbytes NF4/FP4, double quant, LLM.int8).
+    pub quantization: Option<QuantConfig>,
 }
 
 impl<B: Backend> Default for LoadOptions<B> {
@@ -36,7 +50,28 @@ impl<B: Backend> Default for LoadOptions<B> {
         Self {
             device: Default::default(),
             attention: AttentionImpl::Auto,
+            dtype: FloatDtype::F32,
+            quantization: None,
         }
+    }
+}
+
+impl<B: Backend> LoadOptions<B> {
+    /// The dtype and quantization, as weight sources carry them; checks that the backend
+    /// computes in the dtypes asked for.
+    pub fn weight_options(&self) -> Result<WeightOptions, ModelError> {
+        check_dtype::<B>(self.dtype, &self.device)?;
+        if let Some(q) = &self.quantization {
+            q.validate()
+                .map_err(|e| ModelError::Config(format!("quantization: {e}")))?;
+            if q.bits == QuantBits::Four {
+                check_dtype::<B>(q.compute_dtype, &self.device)?;
+            }
+        }
+        Ok(WeightOptions {
+            dtype: self.dtype,
+            quantization: self.quantization.clone(),
+        })
     }
 }
 
@@ -81,7 +116,8 @@ impl<B: Backend> ChatPipeline<B> {
         registry: &Registry<B>,
     ) -> Result<Self, ModelError> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
-        let mut source = SafetensorsSource::open(dir)?;
+        let mut source = SafetensorsSource::open(dir)?.with_options(options.weight_options()?);
+        warn_compute_fallback::<B>(&source, options);
         let model = registry.build_causal_lm(&config, &mut source, options)?;
         let tokenizer = Tokenizer::from_dir(dir)?;
         let template = ChatTemplate::from_model_dir(dir)?;
@@ -131,7 +167,7 @@ impl<B: Backend> ChatPipeline<B> {
         let stop_ids = gt.stop_ids();
         let tokenizer = gt.into_chat_tokenizer();
         let terminators = tokenizer.terminators_with(&template, &stop_ids);
-        let mut source = GgufSource::new(file)?;
+        let mut source = GgufSource::new(file)?.with_options(options.weight_options()?);
         let model = registry.build_gguf_causal_lm(&hints, &mut source, options)?;
         Ok(Self {
             model,
@@ -279,6 +315,26 @@ impl<B: Backend> ChatPipeline<B> {
     }
 }
 
+/// Says once when a checkpoint's `bnb_4bit_compute_dtype` is one the backend lacks (its 4-bit
+/// layers then compute in the model dtype).
+fn warn_compute_fallback<B: Backend>(source: &SafetensorsSource, options: &LoadOptions<B>) {
+    if options.quantization.is_some() {
+        return;
+    }
+    if let Some(q) = source.stored_quantization()
+        && q.bits == QuantBits::Four
+        && check_dtype::<B>(q.compute_dtype, &options.device).is_err()
+    {
+        tracing::warn!(
+            "{}: bnb_4bit_compute_dtype {} is not supported by this backend; the 4-bit layers \
+             compute in {}",
+            source.origin().display(),
+            q.compute_dtype,
+            options.dtype
+        );
+    }
+}
+
 /// The `model_type`s [`build_model`] builds.
 pub const CAUSAL_LM_MODEL_TYPES: &str = "llama, mistral, gemma, gemma2, gemma3_text (gemma3)";
 
@@ -296,11 +352,12 @@ pub fn load_model<B: Backend>(
     {
         let file = Gguf::open(path)?;
         let hints = file.hints()?;
-        let mut source = GgufSource::new(file)?;
+        let mut source = GgufSource::new(file)?.with_options(options.weight_options()?);
         build_gguf_model(&hints, &mut source, options)
     } else {
         let config = ModelConfig::from_file(&path.join("config.json"))?;
-        let mut source = SafetensorsSource::open(path)?;
+        let mut source = SafetensorsSource::open(path)?.with_options(options.weight_options()?);
+        warn_compute_fallback::<B>(&source, options);
         build_model(&config, &mut source, options)
     }
 }

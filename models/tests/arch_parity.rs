@@ -24,8 +24,8 @@ const ARCHS: [&str; 4] = ["tiny-mistral", "tiny-gemma", "tiny-gemma2", "tiny-gem
 
 fn load(name: &str, attention: AttentionImpl) -> Box<dyn CausalLm<B>> {
     let options = LoadOptions {
-        device: Default::default(),
         attention,
+        ..LoadOptions::default()
     };
     load_model(&fixture(name), &options).unwrap()
 }

@@ -66,8 +66,8 @@ fn gemma3_270m_gguf_logits_and_greedy_tokens_equal_transformers() {
     )
     .unwrap();
     let options = LoadOptions {
-        device: Default::default(),
         attention: AttentionImpl::Eager,
+        ..LoadOptions::default()
     };
     let model = load_model::<B>(&artifact(), &options).unwrap();
 

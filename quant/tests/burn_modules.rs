@@ -7,7 +7,7 @@ mod common;
 
 use burn::backend::NdArray;
 use burn::nn::LinearConfig;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use common::{bits, testdata};
 use half::f16;
 use kiln_quant::checkpoint::{Checkpoint, LinearWeight};
@@ -84,6 +84,11 @@ fn linear4bit_from_bnb_checkpoint_matches_the_codec() {
                 &device,
             )
             .expect("module");
+            // Compact storage: half a byte per weight, one byte per nested absmax code.
+            assert_eq!(layer.packed.dtype(), DType::U8);
+            if let Some(codes) = &layer.absmax_codes {
+                assert_eq!(codes.dtype(), DType::U8);
+            }
             let w = values(layer.weight());
             let expected: Vec<f32> = q.dequantize();
             assert_eq!(
@@ -171,6 +176,7 @@ fn linear8bit_from_bnb_checkpoint_matches_the_codec() {
         let layer =
             Linear8bitLt::<B>::from_checkpoint(&mut ckpt, &module, None, &device).expect("module");
         assert_eq!(layer.meta.threshold, 6.0);
+        assert_eq!(layer.weight.dtype(), DType::I8);
         assert_eq!(
             bits(&values(layer.weight_f32())),
             bits(&q.dequantize()),
@@ -206,4 +212,34 @@ fn linear8bit_from_burn_linear_without_threshold() {
         &device,
     )));
     assert_close(&y, &want, 1e-5, "threshold 0");
+}
+
+#[test]
+fn linear8bit_rounds_activations_to_f16_as_bitsandbytes_does() {
+    // Inputs that f16 cannot hold exactly (and some in f16's subnormal range): the module must
+    // quantize what bitsandbytes quantizes, `x.to(float16)`, as the CPU codec does.
+    let device = Default::default();
+    let mut ckpt = Checkpoint::open(testdata().join("tiny-llama").join("int8")).expect("open");
+    let module = "model.layers.0.mlp.down_proj";
+    let LinearWeight::Int8(q) = ckpt.linear_weight(module).expect("weight") else {
+        panic!("{module} is not int8");
+    };
+    let layer =
+        Linear8bitLt::<B>::from_checkpoint(&mut ckpt, module, None, &device).expect("module");
+    let tokens = 5;
+    let mut x = noise(tokens * q.cols(), 23);
+    for (i, v) in x.iter_mut().enumerate() {
+        match i % 7 {
+            0 => *v *= 1e-5, // subnormal in f16
+            3 => *v *= 9.0,  // outliers past the threshold
+            _ => {}
+        }
+    }
+    assert!(x.iter().any(|v| f16::from_f32(*v).to_f32() != *v));
+    let want = int8_linear(&x, tokens, &q, None, 6.0).expect("codec");
+    let y = values(layer.forward(Tensor::<B, 2>::from_data(
+        TensorData::new(x, [tokens, q.cols()]),
+        &device,
+    )));
+    assert_close(&y, &want, 1e-5, "unrounded activations");
 }

@@ -157,3 +157,58 @@ fn empty_and_zero_tensors() {
         Quantized4bit::quantize(&[0.0f32; 70], &[70], FourBitType::Nf4, 64, false).expect("zeros");
     assert!(z.dequantize::<f32>().iter().all(|v| *v == 0.0));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The row-at-a-time CPU matmul equals dequantize-then-multiply (summed in f64 here) for
+    /// any shape, blocksize, weight dtype and nesting.
+    #[test]
+    fn four_bit_linear_equals_dequantize_then_matmul(
+        out in 1usize..24,
+        inp in 1usize..200,
+        tokens in 1usize..4,
+        bs in prop::sample::select(vec![32usize, 64, 128]),
+        nested in any::<bool>(),
+        dtype in 0u8..3,
+        seed in any::<u64>(),
+    ) {
+        let mut s = seed | 1;
+        let mut next = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let w: Vec<f32> = (0..out * inp).map(|_| next()).collect();
+        let x: Vec<f32> = (0..tokens * inp).map(|_| next()).collect();
+        let bias: Vec<f32> = (0..out).map(|_| next()).collect();
+        let shape = [out, inp];
+        let q = match dtype {
+            0 => Quantized4bit::quantize(&w, &shape, FourBitType::Nf4, bs, nested),
+            1 => {
+                let h: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+                Quantized4bit::quantize(&h, &shape, FourBitType::Fp4, bs, nested)
+            }
+            _ => {
+                let h: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
+                Quantized4bit::quantize(&h, &shape, FourBitType::Nf4, bs, nested)
+            }
+        }
+        .unwrap();
+        let dense: Vec<f32> = match dtype {
+            0 => q.dequantize::<f32>(),
+            1 => q.dequantize::<f16>().into_iter().map(f16::to_f32).collect(),
+            _ => q.dequantize::<bf16>().into_iter().map(bf16::to_f32).collect(),
+        };
+        let y = q.linear(&x, tokens, Some(&bias)).unwrap();
+        for t in 0..tokens {
+            for j in 0..out {
+                let want: f64 = bias[j] as f64
+                    + (0..inp)
+                        .map(|i| x[t * inp + i] as f64 * dense[j * inp + i] as f64)
+                        .sum::<f64>();
+                let got = y[t * out + j] as f64;
+                prop_assert!((got - want).abs() <= 1e-5 * (1.0 + want.abs()), "{got} vs {want}");
+            }
+        }
+    }
+}

@@ -7,8 +7,44 @@ use kiln_attention::AttentionImpl;
 use kiln_models::generate::GenerationConfig;
 use kiln_models::pipeline::{ChatPipeline, LoadOptions};
 use kiln_models::resolve::{Resolved, resolve_model};
+use kiln_quant::QuantConfig;
+use kiln_quant::codec::{FloatDtype, FourBitType};
 
-/// `--model` and `--attn`.
+/// A float dtype on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    /// float32.
+    F32,
+    /// float16.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+impl From<Dtype> for FloatDtype {
+    fn from(d: Dtype) -> Self {
+        match d {
+            Dtype::F32 => FloatDtype::F32,
+            Dtype::F16 => FloatDtype::F16,
+            Dtype::Bf16 => FloatDtype::BF16,
+        }
+    }
+}
+
+/// Quantization on load (`--quant`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quant {
+    /// Keep the weights in `--dtype`.
+    None,
+    /// bitsandbytes 4-bit NormalFloat (`load_in_4bit`, `bnb_4bit_quant_type="nf4"`).
+    Nf4,
+    /// bitsandbytes 4-bit float (`bnb_4bit_quant_type="fp4"`).
+    Fp4,
+    /// bitsandbytes LLM.int8 (`load_in_8bit`, outlier threshold 6.0).
+    Int8,
+}
+
+/// `--model`, `--attn`, `--dtype` and the quantization flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
     /// An HF model dir (config.json, safetensors, tokenizer), a `.gguf` file, or a hub id
@@ -19,6 +55,19 @@ pub struct ModelArgs {
     /// Attention implementation (transformers' `attn_implementation` names work too).
     #[arg(long, default_value = "auto")]
     pub attn: String,
+    /// Float dtype of the weights and compute (f16/bf16 need a GPU backend).
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
+    /// Quantize every Linear of the decoder layers as the model loads (a checkpoint saved
+    /// quantized by bitsandbytes loads quantized without it).
+    #[arg(long, value_enum, default_value_t = Quant::None)]
+    pub quant: Quant,
+    /// Double-quantize the 4-bit absmax (`bnb_4bit_use_double_quant`).
+    #[arg(long)]
+    pub double_quant: bool,
+    /// The dtype 4-bit matmuls compute in (`bnb_4bit_compute_dtype`; default f32).
+    #[arg(long, value_enum)]
+    pub compute_dtype: Option<Dtype>,
 }
 
 impl ModelArgs {
@@ -48,7 +97,35 @@ impl ModelArgs {
         Ok(LoadOptions::<B> {
             device,
             attention: self.attention()?,
+            dtype: self.dtype.into(),
+            quantization: self.quantization()?,
         })
+    }
+
+    /// The `BitsAndBytesConfig` the quantization flags describe.
+    pub fn quantization(&self) -> Result<Option<QuantConfig>> {
+        let four_bit_only = |flag: &str| {
+            anyhow::anyhow!(
+                "{flag} applies to 4-bit quantization: add `--quant nf4` or `--quant fp4`"
+            )
+        };
+        let config = match self.quant {
+            Quant::None | Quant::Int8 if self.double_quant => {
+                return Err(four_bit_only("--double-quant"));
+            }
+            Quant::None | Quant::Int8 if self.compute_dtype.is_some() => {
+                return Err(four_bit_only("--compute-dtype"));
+            }
+            Quant::None => return Ok(None),
+            Quant::Int8 => QuantConfig::int8(),
+            Quant::Nf4 => QuantConfig::four_bit(FourBitType::Nf4),
+            Quant::Fp4 => QuantConfig::four_bit(FourBitType::Fp4),
+        };
+        let config = config.with_double_quant(self.double_quant);
+        Ok(Some(match self.compute_dtype {
+            Some(d) => config.with_compute_dtype(d.into()),
+            None => config,
+        }))
     }
 
     /// The parsed `--attn`.

@@ -10,7 +10,7 @@ mod rope;
 
 pub use attention::{AttentionSpec, SelfAttention};
 pub use cache::{KvCache, LayerCache};
-pub use linear::Linear;
+pub use linear::{Linear, LinearFormat};
 pub use mlp::{Activation, GatedMlp};
 pub use norm::RmsNorm;
 pub use rope::{Rope, RopeScaling, RopeTables};

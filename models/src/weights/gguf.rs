@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use super::{HostTensor, WeightSource};
+use super::{HostTensor, WeightOptions, WeightSource};
 use crate::ModelError;
 use crate::gguf::Gguf;
 
@@ -12,13 +12,25 @@ use crate::gguf::Gguf;
 pub struct GgufSource {
     file: Gguf,
     names: HashSet<String>,
+    options: WeightOptions,
 }
 
 impl GgufSource {
     /// Wraps an opened file of a supported architecture family.
     pub fn new(file: Gguf) -> Result<Self, ModelError> {
         let names = file.hf_tensor_names()?.into_iter().collect();
-        Ok(Self { file, names })
+        Ok(Self {
+            file,
+            names,
+            options: WeightOptions::default(),
+        })
+    }
+
+    /// Loads with these dtype and quantization settings (the dequantized tensors are
+    /// re-quantized, e.g. to NF4, as they are read).
+    pub fn with_options(mut self, options: WeightOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// The underlying file (metadata, tokenizer, chat template).
@@ -34,6 +46,10 @@ impl WeightSource for GgufSource {
 
     fn contains(&self, name: &str) -> bool {
         self.names.contains(name)
+    }
+
+    fn options(&self) -> &WeightOptions {
+        &self.options
     }
 
     fn host_tensor(&mut self, name: &str) -> Result<HostTensor, ModelError> {

@@ -1,7 +1,9 @@
 //! Where weights come from: a safetensors file or sharded dir, a GGUF file, ...
 //!
 //! Loaders ask a [`WeightSource`] for one tensor at a time by its HF name, so a model is
-//! built layer by layer and never held twice in memory.
+//! built layer by layer and never held twice in memory. A source also carries the
+//! [`WeightOptions`] of the load (float dtype, quantization): [`crate::nn::Linear::load`] reads
+//! them, so quantizing a model on load needs nothing from the architecture's code.
 
 mod gguf;
 mod safetensors;
@@ -9,7 +11,10 @@ mod safetensors;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
+use kiln_quant::QuantConfig;
+use kiln_quant::checkpoint::LinearWeight;
+pub use kiln_quant::codec::FloatDtype;
 
 pub use self::gguf::GgufSource;
 pub use self::safetensors::SafetensorsSource;
@@ -24,6 +29,31 @@ pub struct HostTensor {
     pub data: Vec<f32>,
 }
 
+/// How weights become tensors as they are read: their float dtype and whether Linear layers
+/// are quantized (transformers' `dtype` and `quantization_config` of `from_pretrained`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightOptions {
+    /// The float dtype of unquantized weights, and so of the model's compute.
+    pub dtype: FloatDtype,
+    /// Quantize each Linear as it is read: every Linear of the decoder layers (`lm_head`,
+    /// embeddings and `skip_modules` stay unquantized). For a checkpoint stored quantized, the
+    /// storage format is the checkpoint's; only `compute_dtype` and `int8_threshold` are
+    /// taken from here.
+    pub quantization: Option<QuantConfig>,
+}
+
+/// f32, unquantized.
+pub static DEFAULT_WEIGHT_OPTIONS: WeightOptions = WeightOptions {
+    dtype: FloatDtype::F32,
+    quantization: None,
+};
+
+impl Default for WeightOptions {
+    fn default() -> Self {
+        DEFAULT_WEIGHT_OPTIONS.clone()
+    }
+}
+
 /// A source of named tensors (HF names, e.g. `model.layers.0.self_attn.q_proj.weight`).
 pub trait WeightSource {
     /// The file or dir, for error messages.
@@ -34,10 +64,62 @@ pub trait WeightSource {
 
     /// Reads one tensor as f32.
     fn host_tensor(&mut self, name: &str) -> Result<HostTensor, ModelError>;
+
+    /// The weight of the Linear at `prefix` when the checkpoint stores it quantized
+    /// (bitsandbytes 4-bit or 8-bit layout); `None` when `{prefix}.weight` is a float tensor.
+    fn stored_linear(&mut self, prefix: &str) -> Result<Option<LinearWeight>, ModelError> {
+        let _ = prefix;
+        Ok(None)
+    }
+
+    /// The checkpoint's own `quantization_config`, when it was saved quantized.
+    fn stored_quantization(&self) -> Option<&QuantConfig> {
+        None
+    }
+
+    /// The dtype and quantization the model is loaded with.
+    fn options(&self) -> &WeightOptions {
+        &DEFAULT_WEIGHT_OPTIONS
+    }
+}
+
+/// burn's dtype for a kiln float dtype.
+pub fn burn_dtype(dtype: FloatDtype) -> DType {
+    match dtype {
+        FloatDtype::F32 => DType::F32,
+        FloatDtype::F16 => DType::F16,
+        FloatDtype::BF16 => DType::BF16,
+    }
+}
+
+/// Checks that backend `B` computes in `dtype` on `device`; the error says which dtype works.
+pub fn check_dtype<B: Backend>(dtype: FloatDtype, device: &B::Device) -> Result<(), ModelError> {
+    if B::supports_dtype(device, burn_dtype(dtype)) {
+        Ok(())
+    } else {
+        Err(ModelError::Config(format!(
+            "dtype {dtype} is not supported by this backend on {device:?} \
+             (the CPU backend computes in float32 only; use a GPU backend for float16/bfloat16)"
+        )))
+    }
+}
+
+/// A float tensor of `dtype` from f32 host values (rounded to nearest even).
+pub fn float_tensor<B: Backend, const D: usize>(
+    data: Vec<f32>,
+    shape: [usize; D],
+    dtype: FloatDtype,
+    device: &B::Device,
+) -> Result<Tensor<B, D>, ModelError> {
+    check_dtype::<B>(dtype, device)?;
+    Ok(Tensor::from_data(
+        TensorData::new(data, shape),
+        (device, burn_dtype(dtype)),
+    ))
 }
 
 impl dyn WeightSource + '_ {
-    /// Reads a tensor, checks its shape and puts it on `device`.
+    /// Reads a tensor, checks its shape and puts it on `device` in the load's dtype.
     pub fn tensor<B: Backend, const D: usize>(
         &mut self,
         name: &str,
@@ -53,6 +135,6 @@ impl dyn WeightSource + '_ {
                 found: t.shape,
             });
         }
-        Ok(Tensor::from_data(TensorData::new(t.data, shape), device))
+        float_tensor(t.data, shape, self.options().dtype, device)
     }
 }

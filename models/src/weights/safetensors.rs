@@ -4,10 +4,13 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use kiln_quant::checkpoint::{HfTensor, LinearWeight, bnb_format};
+use kiln_quant::codec::FourBitType;
+use kiln_quant::{QuantConfig, QuantError};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
-use super::{HostTensor, WeightSource};
+use super::{HostTensor, WeightOptions, WeightSource};
 use crate::ModelError;
 
 /// One memory-mapped safetensors file.
@@ -16,12 +19,17 @@ struct Shard {
     map: Mmap,
 }
 
-/// `model.safetensors`, or the shards listed by `model.safetensors.index.json`.
+/// `model.safetensors`, or the shards listed by `model.safetensors.index.json`; the Linear
+/// weights of bitsandbytes checkpoints (saved by transformers after `load_in_4bit` /
+/// `load_in_8bit`) come back quantized through [`WeightSource::stored_linear`].
 pub struct SafetensorsSource {
     origin: PathBuf,
     shards: Vec<Shard>,
     /// Tensor name -> shard index.
     index: HashMap<String, usize>,
+    /// `quantization_config` of the `config.json` beside the weights.
+    stored_quantization: Option<QuantConfig>,
+    options: WeightOptions,
 }
 
 impl SafetensorsSource {
@@ -80,11 +88,39 @@ impl SafetensorsSource {
             }
             shards.push(Shard { path: file, map });
         }
+        let stored_quantization = read_quantization_config(path)?;
         Ok(Self {
             origin: path.to_path_buf(),
             shards,
             index,
+            stored_quantization,
+            options: WeightOptions::default(),
         })
+    }
+
+    /// Loads with these dtype and quantization settings.
+    pub fn with_options(mut self, options: WeightOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// One stored tensor as it is in the file (bitsandbytes tensors are not floats).
+    fn raw_tensor(&self, name: &str) -> Result<Option<HfTensor>, QuantError> {
+        let Some(&i) = self.index.get(name) else {
+            return Ok(None);
+        };
+        let shard = &self.shards[i];
+        let bad = |reason: String| QuantError::Safetensors {
+            path: shard.path.clone(),
+            reason,
+        };
+        let st = SafeTensors::deserialize(&shard.map).map_err(|e| bad(e.to_string()))?;
+        let view = st.tensor(name).map_err(|e| bad(e.to_string()))?;
+        Ok(Some(HfTensor::new(
+            view.dtype(),
+            view.shape().to_vec(),
+            view.data().to_vec(),
+        )))
     }
 
     /// Every tensor name.
@@ -93,9 +129,64 @@ impl SafetensorsSource {
     }
 }
 
+/// The `quantization_config` of the `config.json` in `path` (a dir) or beside it (a file).
+fn read_quantization_config(path: &Path) -> Result<Option<QuantConfig>, ModelError> {
+    let dir = if path.is_file() {
+        path.parent().unwrap_or(Path::new("."))
+    } else {
+        path
+    };
+    let config_path = dir.join("config.json");
+    if !config_path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read(&config_path).map_err(|source| ModelError::Io {
+        path: config_path.clone(),
+        source,
+    })?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|source| ModelError::Json {
+            path: config_path.clone(),
+            source,
+        })?;
+    QuantConfig::from_model_config(&value).map_err(|e| ModelError::Format {
+        file: config_path,
+        reason: format!("quantization_config: {e}"),
+    })
+}
+
 impl WeightSource for SafetensorsSource {
     fn origin(&self) -> &Path {
         &self.origin
+    }
+
+    fn stored_linear(&mut self, prefix: &str) -> Result<Option<LinearWeight>, ModelError> {
+        let weight = format!("{prefix}.weight");
+        let four_bit = [FourBitType::Nf4, FourBitType::Fp4]
+            .iter()
+            .any(|&qt| self.contains(&bnb_format::quant_state_key(&weight, qt)));
+        let int8 = self.contains(&format!("{prefix}.SCB"));
+        if !four_bit && !int8 {
+            return Ok(None);
+        }
+        let get = |name: &str| self.raw_tensor(name);
+        let read = if four_bit {
+            bnb_format::four_bit_from_tensors(&weight, get).map(LinearWeight::FourBit)
+        } else {
+            bnb_format::int8_from_tensors(prefix, get).map(LinearWeight::Int8)
+        };
+        read.map(Some).map_err(|e| ModelError::Format {
+            file: self.origin.clone(),
+            reason: format!("bitsandbytes weight `{weight}`: {e}"),
+        })
+    }
+
+    fn stored_quantization(&self) -> Option<&QuantConfig> {
+        self.stored_quantization.as_ref()
+    }
+
+    fn options(&self) -> &WeightOptions {
+        &self.options
     }
 
     fn contains(&self, name: &str) -> bool {

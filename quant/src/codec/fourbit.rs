@@ -368,6 +368,68 @@ impl Quantized4bit {
         out
     }
 
+    /// `y = x W^T + b` on the CPU for this `[out, in]` weight and `x` `[tokens, in]`, in f32:
+    /// each weight dequantized exactly as [`dequantize`](Self::dequantize) does (rounded to the
+    /// stored dtype), one row at a time, so the dense matrix is never materialized. This is
+    /// bitsandbytes' reference path (`dequantize_4bit`, then `torch.nn.functional.linear` with
+    /// an f32 compute dtype) up to the order of the f32 sums.
+    ///
+    /// ```
+    /// use kiln_quant::codec::{FourBitType, Quantized4bit};
+    /// let w: Vec<f32> = (0..256).map(|i| (i as f32 - 128.0) / 100.0).collect();
+    /// let q = Quantized4bit::quantize(&w, &[4, 64], FourBitType::Nf4, 64, false)?;
+    /// let x = vec![1.0f32; 64];
+    /// let y = q.linear(&x, 1, None)?;
+    /// let dense: Vec<f32> = q.dequantize();
+    /// let want: f32 = dense[..64].iter().sum();
+    /// assert!((y[0] - want).abs() < 1e-4);
+    /// # Ok::<(), kiln_quant::QuantError>(())
+    /// ```
+    pub fn linear(&self, x: &[f32], tokens: usize, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+        let [out_f, in_f] = match self.shape.as_slice() {
+            [o, i] => [*o, *i],
+            other => {
+                return Err(QuantError::BadShape {
+                    what: "4-bit linear weight".into(),
+                    shape: other.to_vec(),
+                    reason: "a Linear weight is 2-D [out, in]".into(),
+                });
+            }
+        };
+        check_len("4-bit linear input", &[tokens, in_f], x.len())?;
+        if let Some(b) = bias
+            && b.len() != out_f
+        {
+            return Err(QuantError::LengthMismatch {
+                what: "4-bit linear bias".into(),
+                expected: out_f,
+                actual: b.len(),
+            });
+        }
+        let absmax = self.absmax.to_f32();
+        // y transposed ([out, tokens]): each task decodes one weight row once for all tokens.
+        let mut yt = vec![0.0f32; out_f * tokens];
+        if tokens > 0 {
+            yt.par_chunks_mut(tokens).enumerate().for_each_init(
+                || vec![0.0f32; in_f],
+                |row, (j, yj)| {
+                    decode_row(self, &absmax, j * in_f, row);
+                    let b = bias.map_or(0.0, |b| b[j]);
+                    for (t, y) in yj.iter_mut().enumerate() {
+                        *y = dot(&x[t * in_f..(t + 1) * in_f], row) + b;
+                    }
+                },
+            );
+        }
+        let mut y = vec![0.0f32; tokens * out_f];
+        for (j, yj) in yt.chunks_exact(tokens.max(1)).enumerate() {
+            for (t, &v) in yj.iter().enumerate() {
+                y[t * out_f + j] = v;
+            }
+        }
+        Ok(y)
+    }
+
     /// The unpacked 4-bit codes, one per element.
     pub fn codes(&self) -> Vec<u8> {
         let mut out: Vec<u8> = self
@@ -378,6 +440,52 @@ impl Quantized4bit {
         out.truncate(self.numel());
         out
     }
+}
+
+/// Dequantizes elements `start..start + row.len()` (flat, row-major) into `row`, one
+/// 16-entry table of `code * absmax` (rounded to the stored dtype) per block.
+fn decode_row(q: &Quantized4bit, absmax: &[f32], start: usize, row: &mut [f32]) {
+    let code = q.quant_type.code();
+    let (bs, packed) = (q.blocksize, &q.packed);
+    let mut k = 0;
+    while k < row.len() {
+        let block = (start + k) / bs;
+        let end = ((block + 1) * bs - start).min(row.len());
+        let scale = absmax[block];
+        let table: [f32; 16] = std::array::from_fn(|c| q.dtype.round(code[c] * scale));
+        if !(start + k).is_multiple_of(2) {
+            row[k] = table[(packed[(start + k) / 2] & 0x0F) as usize];
+            k += 1;
+        }
+        while k + 1 < end {
+            let byte = packed[(start + k) / 2];
+            row[k] = table[(byte >> 4) as usize];
+            row[k + 1] = table[(byte & 0x0F) as usize];
+            k += 2;
+        }
+        if k < end {
+            row[k] = table[(packed[(start + k) / 2] >> 4) as usize];
+            k += 1;
+        }
+    }
+}
+
+/// An f32 dot product in eight interleaved partial sums (vectorizable).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// How many blocks one rayon task handles (amortizes scheduling on small blocksizes).

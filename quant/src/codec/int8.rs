@@ -213,6 +213,28 @@ pub fn quantize_rows<T: Element>(
     })
 }
 
+/// `out[j] = a · b[j]` for the rows `b[j]` of a row-major int8 matrix, in i32, over the rows in
+/// parallel. Not generic, so it is compiled (optimized) here whoever calls [`int8_linear`].
+#[inline(never)]
+fn dot_rows_i8(a: &[i8], b: &[i8], out: &mut [i32]) {
+    let n = a.len();
+    if n == 0 {
+        out.fill(0);
+        return;
+    }
+    out.par_chunks_mut(64)
+        .zip(b.par_chunks(64 * n))
+        .for_each(|(out, rows)| {
+            for (o, row) in out.iter_mut().zip(rows.chunks_exact(n)) {
+                *o = row
+                    .iter()
+                    .zip(a)
+                    .map(|(&q, &p)| i32::from(p) * i32::from(q))
+                    .sum();
+            }
+        });
+}
+
 /// The LLM.int8 forward of `Linear8bitLt` (inference), as bitsandbytes runs it on CPU:
 /// activations cast to f16 and quantized per token with the outlier threshold, int8 × int8 →
 /// int32, `C * (row_scale * col_scale) * (1/127²)` plus bias, and the outlier hidden dims
@@ -263,9 +285,10 @@ pub fn int8_linear<T: Element>(
     }
     out.par_chunks_mut(out_f).enumerate().for_each(|(i, row)| {
         let a = &ca[i * in_f..(i + 1) * in_f];
+        let mut c = vec![0i32; out_f];
+        dot_rows_i8(a, &weight.data, &mut c);
         for (j, o) in row.iter_mut().enumerate() {
-            let b = &weight.data[j * in_f..(j + 1) * in_f];
-            let c: i32 = a.iter().zip(b).map(|(&p, &q)| p as i32 * q as i32).sum();
+            let c = c[j];
             let mut v = c as f32 * (sca[i] * weight.scales[j]) * INV_127_SQ;
             if let Some(bias) = bias {
                 v += bias[j].to_f32();

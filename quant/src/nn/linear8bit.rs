@@ -2,7 +2,7 @@
 
 use burn::module::{Module, Param};
 use burn::prelude::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
 
 use super::linear4bit::check_bias;
 use super::{linear_weight_to_rows, pack_words, unpack_fields};
@@ -25,9 +25,10 @@ pub struct Linear8bitMeta {
 
 /// A Linear layer with a row-wise int8 weight (`CB`, `[out, in]`) and its row scales (`SCB`).
 ///
-/// `forward` is LLM.int8: activations are quantized per token with the outlier hidden dims (any
-/// |x| >= threshold) held out, multiplied in int8, rescaled by `row_scale * SCB / 127²`, and the
-/// outlier dims are added back in float against the dequantized weight columns. On burn's CUDA
+/// `forward` is LLM.int8: activations are rounded to f16 (as bitsandbytes casts them) and
+/// quantized per token with the outlier hidden dims (any |x| >= threshold) held out, multiplied
+/// in int8, rescaled by `row_scale * SCB / 127²`, and the outlier dims are added back in float
+/// against the dequantized weight columns. On burn's CUDA
 /// and wgpu backends (features `cuda` / `wgpu`) up to `gpu::MAX_GEMV_ROWS` (16) rows run
 /// the fused device kernels (int8 x int8 -> int32, exactly); otherwise burn ops compute it (the
 /// int8 product carried in float).
@@ -166,12 +167,15 @@ impl<B: Backend> Linear8bitLt<B> {
         let x2: Tensor<B, 2> = x.reshape([tokens, m.in_features]);
         let use_thr = m.threshold > 0.0;
 
+        // bitsandbytes quantizes `A.to(torch.float16)`: codes, row scales and the outlier test
+        // all see f16 values.
+        let x16 = round_to_f16(x2.clone());
         let (x_in, outlier_cols) = if use_thr {
-            let mask = x2.clone().abs().greater_equal_elem(m.threshold);
+            let mask = x16.clone().abs().greater_equal_elem(m.threshold);
             let cols = mask.clone().any_dim(0);
-            (x2.clone().mask_fill(mask, 0.0), Some(cols))
+            (x16.mask_fill(mask, 0.0), Some(cols))
         } else {
-            (x2.clone(), None)
+            (x16, None)
         };
         let rowmax = x_in.clone().abs().max_dim(1);
         let zero_rows = rowmax.clone().equal_elem(0.0);
@@ -204,4 +208,27 @@ impl<B: Backend> Linear8bitLt<B> {
 /// 32-bit words of a packed int8 row of `cols` values (padded to 16 bytes).
 pub(crate) fn row_words(cols: usize) -> usize {
     cols.div_ceil(16) * 4
+}
+
+/// Rounds to the nearest f16 (ties to even), carried in the input's float type. Uses the
+/// backend's f16 where it has one; elsewhere Veltkamp's splitting keeps 11 significant bits
+/// (`c = 8193 x; c - (c - x)`) and f16 subnormals (|x| < 2^-14) round on their fixed 2^-24
+/// grid. Values beyond the f16 range are left as they are.
+fn round_to_f16<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let device = x.device();
+    if B::supports_dtype(&device, DType::F16) {
+        let dtype = x.dtype();
+        return x.cast(FloatDType::F16).cast(FloatDType::from(dtype));
+    }
+    const SPLIT: f32 = 8193.0; // 2^(24 - 11) + 1
+    const MIN_NORMAL: f32 = 6.103_515_6e-5; // 2^-14
+    const SUBNORMAL_STEP: f32 = 16_777_216.0; // 2^24
+    let c = x.clone().mul_scalar(SPLIT);
+    let normal = c.clone() - (c - x.clone());
+    let tiny = x.clone().abs().lower_elem(MIN_NORMAL);
+    let subnormal = x
+        .mul_scalar(SUBNORMAL_STEP)
+        .round()
+        .div_scalar(SUBNORMAL_STEP);
+    normal.mask_where(tiny, subnormal)
 }
