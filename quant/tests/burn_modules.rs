@@ -84,10 +84,12 @@ fn linear4bit_from_bnb_checkpoint_matches_the_codec() {
                 &device,
             )
             .expect("module");
-            // Compact storage: half a byte per weight, one byte per nested absmax code.
-            assert_eq!(layer.packed.dtype(), DType::U8);
+            // Compact storage: bitsandbytes' bytes four to an i32 word, so half a byte per
+            // weight and one byte per nested absmax code.
+            assert_eq!(layer.packed.dtype(), DType::I32);
+            assert_eq!(layer.packed.dims()[0], q.packed().len().div_ceil(16) * 4);
             if let Some(codes) = &layer.absmax_codes {
-                assert_eq!(codes.dtype(), DType::U8);
+                assert_eq!(codes.dtype(), DType::I32);
             }
             let w = values(layer.weight());
             let expected: Vec<f32> = q.dequantize();
@@ -176,7 +178,9 @@ fn linear8bit_from_bnb_checkpoint_matches_the_codec() {
         let layer =
             Linear8bitLt::<B>::from_checkpoint(&mut ckpt, &module, None, &device).expect("module");
         assert_eq!(layer.meta.threshold, 6.0);
-        assert_eq!(layer.weight.dtype(), DType::I8);
+        // Compact storage: one byte per weight, four to an i32 word (rows padded to 16 bytes).
+        assert_eq!(layer.weight.dtype(), DType::I32);
+        assert_eq!(layer.weight.dims(), [q.rows(), q.cols().div_ceil(16) * 4]);
         assert_eq!(
             bits(&values(layer.weight_f32())),
             bits(&q.dequantize()),

@@ -4,7 +4,7 @@ use burn::module::{Module, Param};
 use burn::prelude::Backend;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 
-use super::{compute_float_dtype, linear_weight_to_rows, pack_words, unpack_fields};
+use super::{compute_float_dtype, linear_weight_to_rows, pack_words, unpack_fields, words_tensor};
 use crate::checkpoint::{Checkpoint, LinearWeight};
 use crate::codec::{Absmax, FourBitType, NESTED_BLOCKSIZE, Quantized4bit};
 use crate::element::FloatDtype;
@@ -82,7 +82,7 @@ impl<B: Backend> Linear4bit<B> {
         let packed = pack_words(weight.packed(), 4);
         let ints = |v: Vec<i32>| {
             let n = v.len();
-            Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device)
+            words_tensor::<B, 1>(v, [n], device)
         };
         let floats =
             |v: &[f32]| Tensor::<B, 1>::from_data(TensorData::new(v.to_vec(), [v.len()]), device);

@@ -5,7 +5,7 @@ use burn::prelude::Backend;
 use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
 
 use super::linear4bit::check_bias;
-use super::{linear_weight_to_rows, pack_words, unpack_fields};
+use super::{linear_weight_to_rows, pack_words, unpack_fields, words_tensor};
 use crate::checkpoint::{Checkpoint, LinearWeight};
 use crate::codec::Int8Rowwise;
 use crate::error::{QuantError, Result};
@@ -70,7 +70,7 @@ impl<B: Backend> Linear8bitLt<B> {
             data.extend(words);
         }
         Ok(Linear8bitLt {
-            weight: Tensor::from_data(TensorData::new(data, [rows, row_words]), device),
+            weight: words_tensor(data, [rows, row_words], device),
             scb: Tensor::from_data(
                 TensorData::new(weight.scales().to_vec(), [weight.rows()]),
                 device,

@@ -31,8 +31,26 @@ pub(crate) fn pack_words(bytes: &[u8], align_words: usize) -> Vec<i32> {
     out
 }
 
+/// Packed 32-bit words as an int tensor on `device`: stored as `i32` where the backend has it
+/// (4 bytes a word; the default int type of burn's CPU backend is 8 bytes wide).
+pub(crate) fn words_tensor<B: Backend, const D: usize>(
+    words: Vec<i32>,
+    shape: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D, Int> {
+    let dtype = if B::supports_dtype(device, DType::I32) {
+        DType::I32
+    } else {
+        burn::tensor::get_device_settings::<B>(device)
+            .int_dtype
+            .into()
+    };
+    Tensor::from_data(burn::tensor::TensorData::new(words, shape), (device, dtype))
+}
+
 /// Unpacks the fields of `width` bits (8 or 4) of little-endian words, in the order given by
-/// `shifts` within each word, into a flat tensor of `len` unsigned values.
+/// `shifts` within each word, into a flat tensor of `len` unsigned values in the backend's
+/// default int type (usable as indices).
 pub(crate) fn unpack_fields<B: Backend>(
     words: Tensor<B, 1, Int>,
     shifts: &[i64],
@@ -41,6 +59,8 @@ pub(crate) fn unpack_fields<B: Backend>(
 ) -> Tensor<B, 1, Int> {
     use burn::tensor::ElementConversion;
     let n = words.dims()[0];
+    let index_dtype = burn::tensor::get_device_settings::<B>(&words.device()).int_dtype;
+    let words = words.cast(index_dtype);
     let fields: Vec<Tensor<B, 1, Int>> = shifts
         .iter()
         .map(|&s| {
