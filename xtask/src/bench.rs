@@ -1,10 +1,18 @@
 //! `cargo xtask bench`: every measurement behind one command, and its report.
 //!
 //! CPU: the criterion benches of `kiln-benches` (with transformers timed beside kiln where a
-//! bench has a Python reference). GPU: when a CUDA device is present, the GPU suite
-//! (`kiln-gpu-bench`) and its Python references in the same run. Output, in
-//! `target/kiln-bench/`: `report.md`, `report.json` and SVG plots, with the machine, versions and
-//! date.
+//! bench has a Python reference); `--no-cpu` skips them. GPU: the suite of [`crate::gpu`]
+//! (kiln-quant's `gpu_bench` against torch f16 / bitsandbytes, kiln's `flash_device` against
+//! torch SDPA), which runs from a self-contained pack:
+//!
+//! - `--gpu-pack DIR [--no-build]` builds the pack (and does nothing else), to copy to a GPU
+//!   machine and run there with `bash DIR/run.sh OUT`;
+//! - `--gpu-results OUT` reads such a run into the report's GPU section ([`crate::gpu_report`]);
+//! - without either, when `nvidia-smi -L` lists a device here (and no `--no-gpu`), the pack is
+//!   built into `target/kiln-bench/gpu-pack` and run into `target/kiln-bench/gpu-results`.
+//!
+//! Output, in `target/kiln-bench/`: `report.md`, `report.json` and SVG plots, with the machine,
+//! versions and date.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,7 +21,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::{fetch, svg};
+use crate::gpu_report::GpuResults;
+use crate::{fetch, gpu, gpu_report, svg};
 
 /// Options of `cargo xtask bench`.
 pub struct Options {
@@ -25,6 +34,12 @@ pub struct Options {
     pub python: Option<PathBuf>,
     /// Do not run the Python references.
     pub no_python: bool,
+    /// Skip the criterion benches (only the GPU section).
+    pub no_cpu: bool,
+    /// Do not run the GPU suite on this machine, even with a CUDA device.
+    pub no_gpu: bool,
+    /// A results folder of the pack's `run.sh` to report (instead of a run here).
+    pub gpu_results: Option<PathBuf>,
 }
 
 /// The criterion benches of `kiln-benches`, and the artifacts each needs.
@@ -41,6 +56,91 @@ pub fn out_dir() -> PathBuf {
 /// Runs the benches and writes the report.
 pub fn run(opts: &Options) -> Result<()> {
     let out = out_dir();
+    // A results folder given is read first: a bad one fails before the long CPU run.
+    let given = opts
+        .gpu_results
+        .as_deref()
+        .map(gpu_report::load)
+        .transpose()?;
+    let cuda_here = gpu::cuda_device_listed();
+    let run_gpu_here = given.is_none() && !opts.no_gpu && cuda_here;
+    ensure!(
+        !opts.no_cpu || given.is_some() || run_gpu_here,
+        "--no-cpu leaves nothing to do: give --gpu-results OUT, or run where `nvidia-smi -L` \
+         lists a CUDA device (without --no-gpu)"
+    );
+
+    let mut notes = Vec::new();
+    let (criterion, records) = if opts.no_cpu {
+        notes.push("CPU benches not run (`--no-cpu`).".to_owned());
+        (Vec::new(), Vec::new())
+    } else {
+        let (criterion, records, python_ran) = run_cpu(opts, &out)?;
+        if !python_ran {
+            notes.push(
+                "Python references not run (`--no-python`): no ratios against them.".to_owned(),
+            );
+        }
+        (criterion, records)
+    };
+
+    let gpu_results = if let Some(g) = given {
+        if cuda_here && !opts.no_gpu {
+            notes.push(
+                "GPU section from `--gpu-results`; the suite was not run on this machine's device."
+                    .to_owned(),
+            );
+        }
+        Some(g)
+    } else if run_gpu_here {
+        let results = out.join("gpu-results");
+        let passed = gpu::run_local(&out.join("gpu-pack"), &results, opts.quick)?;
+        if !passed {
+            notes.push("The GPU suite had failed steps (listed in the GPU section).".to_owned());
+        }
+        match gpu_report::load(&results) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                notes.push(format!("The GPU suite left nothing to report: {e:#}"));
+                None
+            }
+        }
+    } else {
+        notes.push(if cuda_here {
+            "GPU suite not run (`--no-gpu`).".to_owned()
+        } else {
+            "No CUDA device on this machine: the GPU suite was not run here (run \
+             `cargo xtask bench --gpu-pack DIR` and `bash DIR/run.sh OUT` on a GPU machine, then \
+             `cargo xtask bench --gpu-results OUT`)."
+                .to_owned()
+        });
+        None
+    };
+
+    let report = Report {
+        machine: machine_info(gpu_present().as_deref()),
+        criterion,
+        records,
+        notes,
+        gpu: gpu_results,
+    };
+    report.write(&out)?;
+    eprintln!(
+        "report: {}",
+        out.join("report.md")
+            .strip_prefix(fetch::repo_root())
+            .unwrap_or(&out)
+            .display()
+    );
+    Ok(())
+}
+
+/// What the CPU run gives: criterion's results, the JSON records, and whether the Python
+/// references ran.
+type CpuResults = (Vec<Measurement>, Vec<(String, Value)>, bool);
+
+/// Runs the criterion benches.
+fn run_cpu(opts: &Options, out: &Path) -> Result<CpuResults> {
     let records = out.join("records");
     if records.exists() {
         std::fs::remove_dir_all(&records)
@@ -86,37 +186,11 @@ pub fn run(opts: &Options) -> Result<()> {
         let status = cmd.status().context("running cargo bench")?;
         ensure!(status.success(), "bench {name} failed ({status})");
     }
-
-    let gpu = gpu_present();
-    let mut report = Report {
-        machine: machine_info(gpu.as_deref()),
-        criterion: read_criterion(&criterion_dir, &selected)?,
-        records: read_records(&records)?,
-        notes: Vec::new(),
-    };
-    if python.is_none() {
-        report
-            .notes
-            .push("Python references not run (`--no-python`): no ratios against them.".into());
-    }
-    match gpu {
-        Some(card) => report.notes.push(format!(
-            "CUDA device present ({card}): the GPU suite runs with `cargo xtask bench --gpu-pack DIR` \
-             on the GPU machine; its records are merged when `target/kiln-bench/records/gpu_*.json` exist."
-        )),
-        None => report
-            .notes
-            .push("No CUDA device on this machine: the GPU suite was not run here.".into()),
-    }
-    report.write(&out)?;
-    eprintln!(
-        "report: {}",
-        out.join("report.md")
-            .strip_prefix(fetch::repo_root())
-            .unwrap_or(&out)
-            .display()
-    );
-    Ok(())
+    Ok((
+        read_criterion(&criterion_dir, &selected)?,
+        read_records(&records)?,
+        python.is_some(),
+    ))
 }
 
 /// A Python with transformers: the given one, `$KILN_BENCH_PYTHON`, or a venv in
@@ -318,6 +392,7 @@ struct Report {
     criterion: Vec<Measurement>,
     records: Vec<(String, Value)>,
     notes: Vec<String>,
+    gpu: Option<GpuResults>,
 }
 
 fn fmt_time(ns: f64) -> String {
@@ -409,6 +484,9 @@ impl Report {
             }
             md.push('\n');
         }
+        if let Some(gpu) = &self.gpu {
+            md.push_str(&gpu.markdown());
+        }
         md
     }
 
@@ -422,6 +500,7 @@ impl Report {
             })).collect::<Vec<_>>(),
             "records": self.records.iter().map(|(k, v)| (k.clone(), v.clone()))
                 .collect::<serde_json::Map<_, _>>(),
+            "gpu": self.gpu.as_ref().map(GpuResults::json),
         })
     }
 
@@ -470,6 +549,9 @@ impl Report {
                 )?;
             }
         }
+        if let Some(gpu) = &self.gpu {
+            gpu.write_svgs(out)?;
+        }
         Ok(())
     }
 }
@@ -495,6 +577,7 @@ mod tests {
                        "reference": {"versions": {"transformers": "5.24.0"}}}),
             )],
             notes: vec!["a note".into()],
+            gpu: None,
         }
     }
 
@@ -524,6 +607,34 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap())
                 .unwrap();
         assert_eq!(json["criterion"][0]["gb_per_s"], 4.0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn gpu_section_goes_into_both_reports() {
+        let results = fetch::repo_root().join("benches/results/2026-11-28-h100-flash");
+        if !results.is_dir() {
+            return;
+        }
+        let mut r = report();
+        r.criterion.clear();
+        r.records.clear();
+        r.gpu = Some(gpu_report::load(&results).unwrap());
+        let md = r.markdown();
+        assert!(md.contains("## GPU\n") && md.contains("Card: NVIDIA H100 80GB HBM3"));
+        let dir = std::env::temp_dir().join(format!("kiln-bench-gpu-{}", std::process::id()));
+        r.write(&dir).unwrap();
+        assert!(dir.join(gpu_report::ATTENTION_SVG).exists());
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["gpu"]["flash"]["checks"]["passed"], 56);
+        assert!(
+            json["gpu"]["flash"]["prefill"][0]["kiln_over_torch"]
+                .as_f64()
+                .unwrap()
+                > 0.3
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

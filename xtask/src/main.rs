@@ -4,6 +4,8 @@ mod artifacts;
 mod bench;
 mod chat;
 mod fetch;
+mod gpu;
+mod gpu_report;
 mod svg;
 mod test;
 
@@ -39,14 +41,20 @@ enum Task {
         kiln_args: Vec<String>,
     },
     /// Every measurement: the criterion benches on CPU with their Python references in the same
-    /// run, and the GPU suite where a CUDA device is present. Writes `target/kiln-bench/report.md`,
-    /// `report.json` and SVG plots.
+    /// run, and the GPU suite (kiln-quant's device kernels vs torch f16 / bitsandbytes, flash
+    /// attention vs torch SDPA) where a CUDA device is present (`nvidia-smi -L`). Writes
+    /// `target/kiln-bench/report.md`, `report.json` and SVG plots.
+    ///
+    /// For a GPU machine without the repository: `--gpu-pack DIR` builds a self-contained pack;
+    /// `bash DIR/run.sh OUT` runs it there; `--gpu-results OUT` (with `--no-cpu` for only that)
+    /// puts its results into the report.
     Bench {
-        /// Short runs (1 s warm-up, 2 s measurement per benchmark).
+        /// Short runs (1 s warm-up, 2 s measurement per benchmark; one timing per table on the
+        /// GPU).
         #[arg(long)]
         quick: bool,
         /// Only the benches whose name contains this (`quant_codec`, `chat_template`).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "no_cpu")]
         filter: Option<String>,
         /// The Python that runs the references (default: `$KILN_BENCH_PYTHON`, else a venv made
         /// in `target/kiln-bench/venv` from the pinned requirements).
@@ -55,6 +63,27 @@ enum Task {
         /// Do not run the Python references (no ratios).
         #[arg(long)]
         no_python: bool,
+        /// Skip the CPU benches: only the GPU section (from `--gpu-results`, or run here).
+        #[arg(long)]
+        no_cpu: bool,
+        /// Do not run the GPU suite on this machine even where a CUDA device is present.
+        #[arg(long)]
+        no_gpu: bool,
+        /// Report the results folder OUT that `bash DIR/run.sh OUT` wrote on a GPU machine
+        /// (card, driver, date, commit, tables with ratios, plots) instead of running the suite
+        /// here.
+        #[arg(long, value_name = "OUT")]
+        gpu_results: Option<std::path::PathBuf>,
+        /// Only build the GPU pack into DIR: the release `--features cuda` binaries (built in
+        /// `target/cuda-rel`, stripped), the reference scripts, `run.sh` and a README (`bash
+        /// DIR/run.sh OUT [--quick]` on the GPU machine). Nothing else runs.
+        #[arg(long, value_name = "DIR", conflicts_with_all = [
+            "quick", "filter", "python", "no_python", "no_cpu", "no_gpu", "gpu_results",
+        ])]
+        gpu_pack: Option<std::path::PathBuf>,
+        /// With `--gpu-pack`: do not build, take the binaries already in `target/cuda-rel`.
+        #[arg(long, requires = "gpu_pack")]
+        no_build: bool,
     },
     /// The full check that CI runs: fmt, clippy, every test on CPU and the GPU code type-checked.
     Test {
@@ -90,11 +119,22 @@ fn run(cli: Cli) -> Result<()> {
             filter,
             python,
             no_python,
-        } => bench::run(&bench::Options {
-            quick,
-            filter,
-            python,
-            no_python,
-        }),
+            no_cpu,
+            no_gpu,
+            gpu_results,
+            gpu_pack,
+            no_build,
+        } => match gpu_pack {
+            Some(dir) => gpu::pack(&dir, !no_build),
+            None => bench::run(&bench::Options {
+                quick,
+                filter,
+                python,
+                no_python,
+                no_cpu,
+                no_gpu,
+                gpu_results,
+            }),
+        },
     }
 }
