@@ -4,7 +4,8 @@
 //! `cargo run -p kiln-models --features cuda --example device_parity -- testdata/models [f32,f16,bf16]`
 //! (with `--features wgpu` it runs on wgpu instead). Prints the largest logit difference to the
 //! transformers f32 reference for every fixture input and dtype, and whether greedy generation
-//! matches. The bound scales with the dtype's precision and the logits' size: f32 `1e-3`, f16
+//! matches. The bound scales with the dtype's precision and the logits' size: f32
+//! `2e-3 * max(1, max |logit|)` (burn-cuda's f32 matmul rounds like TF32), f16
 //! `1e-2 * max(1, max |logit|)`, bf16 `6e-2 * max(1, max |logit|)` (about 8 ulps of a unit
 //! logit in each half type). Greedy tokens are compared in f32; in f16/bf16 a mismatch is
 //! reported (near-ties may flip) but only the logit bound decides.
@@ -58,11 +59,16 @@ fn check<B: Backend>(
             .iter()
             .zip(&want)
             .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+            // NaN counts as an infinite difference.
+            .fold(
+                0.0f32,
+                |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
+            );
         let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        // The CPU tests hold 1e-4; GPU f32 matmuls accumulate differently (see BENCHMARKS.md).
+        // The CPU tests hold 1e-4; burn-cuda's f32 matmul rounds like TF32 (unit roundoff
+        // 2^-11 ~ 4.9e-4), so f32 on CUDA gets 2e-3 relative (see BENCHMARKS.md).
         let bound = match dtype {
-            FloatDtype::F32 => 1e-3,
+            FloatDtype::F32 => 2e-3 * scale,
             FloatDtype::F16 => 1e-2 * scale,
             FloatDtype::BF16 => 6e-2 * scale,
         };

@@ -2,8 +2,9 @@
 //! Llama-3.1-8B Linear shapes and writes JSON.
 //!
 //! `cargo build --release -p kiln-quant --example gpu_bench --features cuda`, then
-//! `gpu_bench [OUT.json] [--quick]` on the GPU machine. `--quick` runs the checks and one
-//! timing per table (a smoke test). `benches/gpu/` holds the torch / bitsandbytes counterpart
+//! `gpu_bench [OUT.json] [--quick] [--sweep]` on the GPU machine. `--quick` runs the checks and
+//! one timing per table (a smoke test); `--sweep` also checks and times every GEMV launch
+//! variant (slow: each one is compiled). `benches/gpu/` holds the torch / bitsandbytes counterpart
 //! and the script that merges both into a table.
 
 use std::time::Instant;
@@ -333,7 +334,15 @@ fn supported_dtypes<R: Runtime>(client: &ComputeClient<R>) -> Vec<FloatDtype> {
         .collect()
 }
 
+static SWEEP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The GEMV launch variants beside the default one (checked, and timed at m = 1): only with
+/// `--sweep` (each variant is a kernel of its own to compile; the default run keeps to the
+/// configurations `Linear4bit` uses).
 fn gemv_variants<R: Runtime>(client: &ComputeClient<R>) -> Vec<(String, GemvConfig)> {
+    if !SWEEP.load(std::sync::atomic::Ordering::Relaxed) {
+        return Vec::new();
+    }
     let sms = client
         .properties()
         .hardware
@@ -1191,6 +1200,10 @@ fn run<R: Runtime, B: burn::prelude::Backend>(
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    SWEEP.store(
+        args.iter().any(|a| a == "--sweep"),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     SMALL.store(
         args.iter().any(|a| a == "--small"),
         std::sync::atomic::Ordering::Relaxed,

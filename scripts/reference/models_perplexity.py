@@ -175,6 +175,11 @@ def main() -> None:
             model = transformers.AutoModelForCausalLM.from_pretrained(
                 tmp, quantization_config=config, dtype=torch.float32, device_map="cpu"
             )
+            # bnb's default path (dequantize to the compute dtype, then F.linear), as on CUDA: on a
+            # CPU with AVX512-BF16 its fused CPU kernel would round absmax and compute in bf16.
+            for module in model.modules():
+                if hasattr(module, "support_avx512bf16_for_cpu"):
+                    module.support_avx512bf16_for_cpu = False
             settings = {k: (str(v).removeprefix("torch.") if isinstance(v, torch.dtype) else v) for k, v in kwargs.items()}
             rows += evaluate(name, model, ids, {"dtype": "float32", "quantization": settings})
             del model

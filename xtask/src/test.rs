@@ -55,6 +55,23 @@ const STEPS: &[Step] = &[
         lint: false,
     },
     Step {
+        name: "models in f16 on wgpu (lavapipe)",
+        args: &[
+            "run",
+            "--package",
+            "kiln-models",
+            "--features",
+            "wgpu",
+            "--example",
+            "device_parity",
+            "--",
+            "testdata/models",
+            "f16",
+        ],
+        env: &[],
+        lint: false,
+    },
+    Step {
         name: "CUDA code type-checks",
         args: &[
             "check",

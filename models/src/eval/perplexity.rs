@@ -162,6 +162,15 @@ pub fn perplexity<B: Backend, M: CausalLm<B> + ?Sized>(
     let mut scored = 0usize;
     for (i, w) in plan.iter().enumerate() {
         let window_nll = window_nll(model, &ids[w.begin..w.end], w.score_from - w.begin, device)?;
+        if !window_nll.is_finite() {
+            return Err(ModelError::Config(format!(
+                "window {} (tokens {}..{}): the model's logits are not finite (NaN or inf; \
+                 an overflow in a half-precision dtype?)",
+                i + 1,
+                w.begin,
+                w.end
+            )));
+        }
         nll_sum += window_nll;
         scored += w.scored();
         windows.push(WindowScore {

@@ -1,7 +1,7 @@
 //! RMSNorm, in the Llama form (`w * x`) and the Gemma form (`(1 + w) * x`).
 
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor};
 
 use crate::ModelError;
 use crate::weights::WeightSource;
@@ -32,8 +32,12 @@ impl<B: Backend> RmsNorm<B> {
         Ok(Self { weight, eps })
     }
 
-    /// Normalizes `[..., dim]`.
+    /// Normalizes `[..., dim]`. As transformers does, f16/bf16 inputs are normalized in f32
+    /// (the squares would overflow f16) and cast back before the weight multiplies.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let dtype = x.dtype();
+        let half = matches!(dtype, DType::F16 | DType::BF16);
+        let x = if half { x.cast(DType::F32) } else { x };
         let rms = x
             .clone()
             .powi_scalar(2)
@@ -41,6 +45,8 @@ impl<B: Backend> RmsNorm<B> {
             .add_scalar(self.eps)
             .sqrt()
             .recip();
-        x * rms * self.weight.clone().unsqueeze::<D>()
+        let normed = x * rms;
+        let normed = if half { normed.cast(dtype) } else { normed };
+        normed * self.weight.clone().unsqueeze::<D>()
     }
 }

@@ -171,7 +171,14 @@ impl<B: Backend> RopeTables<B> {
         let x1 = x.clone().narrow(3, 0, half);
         let x2 = x.clone().narrow(3, half, half);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        x * self.cos.clone() + rotated * self.sin.clone()
+        // Computed in f32, applied in the activations' dtype (transformers' `cos.to(x.dtype)`).
+        let dtype = x.dtype();
+        let (cos, sin) = if self.cos.dtype() == dtype {
+            (self.cos.clone(), self.sin.clone())
+        } else {
+            (self.cos.clone().cast(dtype), self.sin.clone().cast(dtype))
+        };
+        x * cos + rotated * sin
     }
 }
 

@@ -99,7 +99,8 @@ pub fn check_dtype<B: Backend>(dtype: FloatDtype, device: &B::Device) -> Result<
     } else {
         Err(ModelError::Config(format!(
             "dtype {dtype} is not supported by this backend on {device:?} \
-             (the CPU backend computes in float32 only; use a GPU backend for float16/bfloat16)"
+             (the CPU backend computes in float32 only; CUDA has float16 and bfloat16, wgpu \
+             float16 where the adapter has it)"
         )))
     }
 }
