@@ -6,17 +6,11 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+mod common;
+
 fn model() -> String {
-    let cache = std::env::var_os("KILN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/kiln")));
-    let path = cache.join("minilm");
-    assert!(
-        path.join("model.safetensors").exists(),
-        "{} is missing: run `cargo xtask fetch minilm`",
-        path.display()
-    );
-    path.display().to_string()
+    common::cached("minilm/model.safetensors");
+    common::cached("minilm").display().to_string()
 }
 
 fn kiln(args: &[&str]) -> std::process::Output {
@@ -30,12 +24,10 @@ fn kiln(args: &[&str]) -> std::process::Output {
 }
 
 fn fixture() -> Vec<serde_json::Value> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../testdata/models/minilm_embeddings.json"
-    );
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    v["cases"].as_array().unwrap().clone()
+    common::fixture("models/minilm_embeddings.json")["cases"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {

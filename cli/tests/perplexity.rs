@@ -4,31 +4,17 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use kiln_models::eval::encode_text;
 use kiln_models::gguf::Gguf;
 
-fn cache(path: &str) -> PathBuf {
-    let cache = std::env::var_os("KILN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/kiln")));
-    let path = cache.join(path);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo xtask fetch`",
-        path.display()
-    );
-    path
-}
+mod common;
+
+use common::cached as cache;
 
 fn fixture() -> serde_json::Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../testdata/models/smollm2_perplexity.json"
-    );
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    common::fixture("models/smollm2_perplexity.json")
 }
 
 fn kiln(args: &[&str]) -> std::process::Output {

@@ -4,21 +4,11 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn model() -> PathBuf {
-    let cache = std::env::var_os("KILN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/kiln")));
-    let path = cache.join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo xtask fetch smollm2`",
-        path.display()
-    );
-    path
-}
+mod common;
+
+use common::smollm2 as model;
 
 fn kiln(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kiln"))
@@ -31,11 +21,7 @@ fn kiln(args: &[&str]) -> Output {
 
 #[test]
 fn generate_nf4_equals_transformers_bitsandbytes_greedy_tokens() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../testdata/quant/smollm2_nf4_greedy.json"
-    );
-    let fx: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let fx = common::fixture("quant/smollm2_nf4_greedy.json");
     let max = fx["max_new_tokens"].as_u64().unwrap().to_string();
     let model = model().display().to_string();
     for case in fx["cases"].as_array().unwrap() {

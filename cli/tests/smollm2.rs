@@ -4,28 +4,14 @@
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-fn model() -> PathBuf {
-    let cache = std::env::var_os("KILN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/kiln")));
-    let path = cache.join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo xtask fetch smollm2`",
-        path.display()
-    );
-    path
-}
+mod common;
+
+use common::smollm2 as model;
 
 fn fixture() -> serde_json::Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../testdata/models/smollm2_greedy.json"
-    );
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    common::fixture("models/smollm2_greedy.json")
 }
 
 #[test]
