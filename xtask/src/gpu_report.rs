@@ -1659,7 +1659,7 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// The committed H100 flash results: a flat folder with `gpu.txt` and no quant suite.
+    /// The committed GPU results (H100 flash, H200 quant): flat folders of one suite each.
     #[test]
     fn renders_the_committed_results() {
         let results = fetch::repo_root().join("benches/results");
@@ -1667,7 +1667,17 @@ mod tests {
             return;
         };
         let mut seen = 0;
-        for dir in entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+        // Folders of GPU suite results (others hold other recorded runs, e.g. perplexity).
+        let is_suite = |p: &std::path::Path| {
+            ["kiln.json", "flash_kiln.json", "quant", "flash"]
+                .iter()
+                .any(|f| p.join(f).exists())
+        };
+        for dir in entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir() && is_suite(p))
+        {
             let g = load(&dir).unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
             let md = g.markdown();
             let out = temp("committed");
