@@ -195,7 +195,9 @@ impl<B: Backend> CausalLm<B> for Gemma<B> {
         last_only: bool,
     ) -> Result<Tensor<B, 3>, ModelError> {
         let pass = Pass::new(&ids, attention_mask, cache)?;
-        let rope = self.rope.tables(&pass.positions, &ids.device());
+        let rope = self
+            .rope
+            .tables(&pass.positions, self.embed_tokens.dtype(), &ids.device());
         let mut x = embedding(self.embed_tokens.clone(), ids)
             .mul_scalar(embed_scale(self.config.hidden_size));
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {

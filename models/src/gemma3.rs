@@ -288,8 +288,9 @@ impl<B: Backend> CausalLm<B> for Gemma3<B> {
     ) -> Result<Tensor<B, 3>, ModelError> {
         let pass = Pass::new(&ids, attention_mask, cache)?;
         let device = ids.device();
-        let global = self.global_rope.tables(&pass.positions, &device);
-        let local = self.local_rope.tables(&pass.positions, &device);
+        let dtype = self.embed_tokens.dtype();
+        let global = self.global_rope.tables(&pass.positions, dtype, &device);
+        let local = self.local_rope.tables(&pass.positions, dtype, &device);
         let mut x = embedding(self.embed_tokens.clone(), ids)
             .mul_scalar(embed_scale(self.config.hidden_size));
         let layers = self.layers.iter().zip(&self.config.sliding);

@@ -313,7 +313,9 @@ impl<B: Backend> Llama<B> {
         last_only: bool,
     ) -> Result<Tensor<B, 3>, ModelError> {
         let pass = Pass::new(&ids, mask, cache)?;
-        let rope = self.rope.tables(&pass.positions, &ids.device());
+        let rope = self
+            .rope
+            .tables(&pass.positions, self.embed_tokens.dtype(), &ids.device());
         let mut x = embedding(self.embed_tokens.clone(), ids);
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
             x = layer.forward(x, &rope, pass.mask, layer_cache, self.attention)?;

@@ -1,7 +1,7 @@
 //! Rotary position embeddings in HF's `rotate_half` layout, with Llama 3 frequency scaling.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use serde_json::Value;
 
 /// RoPE frequency scaling.
@@ -117,10 +117,12 @@ impl Rope {
 
     /// `cos`/`sin` tables for explicit positions: `positions[row][i]` is the position of token
     /// `i` of batch row `row`; one row is broadcast over the whole batch. All rows have the
-    /// same length.
+    /// same length. Computed in f32 and cast once to `dtype`, the activations' dtype
+    /// (transformers' `cos.to(x.dtype)`).
     pub fn tables<B: Backend>(
         &self,
         positions: &[Vec<usize>],
+        dtype: DType,
         device: &B::Device,
     ) -> RopeTables<B> {
         let rows = positions.len();
@@ -140,9 +142,13 @@ impl Rope {
             sin.extend_from_within(row..);
         }
         let shape = [rows, 1, len, self.head_dim];
+        let table = |v: Vec<f32>| {
+            let t = Tensor::<B, 4>::from_data(TensorData::new(v, shape), device);
+            if t.dtype() == dtype { t } else { t.cast(dtype) }
+        };
         RopeTables {
-            cos: Tensor::from_data(TensorData::new(cos, shape), device),
-            sin: Tensor::from_data(TensorData::new(sin, shape), device),
+            cos: table(cos),
+            sin: table(sin),
         }
     }
 
@@ -150,7 +156,8 @@ impl Rope {
     pub fn apply<B: Backend>(&self, x: Tensor<B, 4>, start: usize) -> Tensor<B, 4> {
         let seq = x.dims()[2];
         let positions = [(start..start + seq).collect::<Vec<_>>()];
-        self.tables::<B>(&positions, &x.device()).apply(x)
+        self.tables::<B>(&positions, x.dtype(), &x.device())
+            .apply(x)
     }
 }
 
@@ -171,7 +178,7 @@ impl<B: Backend> RopeTables<B> {
         let x1 = x.clone().narrow(3, 0, half);
         let x2 = x.clone().narrow(3, half, half);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        // Computed in f32, applied in the activations' dtype (transformers' `cos.to(x.dtype)`).
+        // The tables are built in the activations' dtype; a mismatch is cast rather than mixed.
         let dtype = x.dtype();
         let (cos, sin) = if self.cos.dtype() == dtype {
             (self.cos.clone(), self.sin.clone())
@@ -222,8 +229,11 @@ mod tests {
         let x =
             Tensor::<NdArray, 4>::random([2, 3, 4, 8], Distribution::Default, &Default::default());
         // Row 0 at positions 0..4, row 1 left-padded by 2 (positions 0, 0, 0, 1).
-        let tables =
-            rope.tables::<NdArray>(&[vec![0, 1, 2, 3], vec![0, 0, 0, 1]], &Default::default());
+        let tables = rope.tables::<NdArray>(
+            &[vec![0, 1, 2, 3], vec![0, 0, 0, 1]],
+            DType::F32,
+            &Default::default(),
+        );
         let both = tables.apply(x.clone());
         let row0 = rope.apply(x.clone().narrow(0, 0, 1), 0);
         both.clone()
