@@ -116,8 +116,7 @@ impl<B: Backend> ChatPipeline<B> {
         registry: &Registry<B>,
     ) -> Result<Self, ModelError> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
-        let mut source = SafetensorsSource::open(dir)?.with_options(options.weight_options()?);
-        warn_compute_fallback::<B>(&source, options);
+        let mut source = dir_source(dir, options)?;
         let model = registry.build_causal_lm(&config, &mut source, options)?;
         let tokenizer = Tokenizer::from_dir(dir)?;
         let template = ChatTemplate::from_model_dir(dir)?;
@@ -315,6 +314,16 @@ impl<B: Backend> ChatPipeline<B> {
     }
 }
 
+/// The safetensors of an HF model dir, read in the load's dtype and quantization.
+fn dir_source<B: Backend>(
+    dir: &Path,
+    options: &LoadOptions<B>,
+) -> Result<SafetensorsSource, ModelError> {
+    let source = SafetensorsSource::open(dir)?.with_options(options.weight_options()?);
+    warn_compute_fallback::<B>(&source, options);
+    Ok(source)
+}
+
 /// Says once when a checkpoint's `bnb_4bit_compute_dtype` is one the backend lacks (its 4-bit
 /// layers then compute in the model dtype).
 fn warn_compute_fallback<B: Backend>(source: &SafetensorsSource, options: &LoadOptions<B>) {
@@ -356,8 +365,7 @@ pub fn load_model<B: Backend>(
         build_gguf_model(&hints, &mut source, options)
     } else {
         let config = ModelConfig::from_file(&path.join("config.json"))?;
-        let mut source = SafetensorsSource::open(path)?.with_options(options.weight_options()?);
-        warn_compute_fallback::<B>(&source, options);
+        let mut source = dir_source(path, options)?;
         build_model(&config, &mut source, options)
     }
 }
