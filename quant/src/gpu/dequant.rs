@@ -2,9 +2,6 @@
 
 use cubecl::prelude::*;
 
-/// Codes per thread: one 16-byte load of packed codes.
-pub(crate) const CODES_PER_THREAD: usize = 32;
-
 /// The f32 absmax of the block holding flat element `first` (plain, or double-quantized).
 #[cube]
 pub(crate) fn block_scale(
@@ -51,14 +48,21 @@ pub(crate) fn load_tables(
     sync_cube();
 }
 
-/// One thread per 32 codes (16 packed bytes): `out[i] = F(code[q_i] * absmax[i / blocksize])`.
+/// Packed u32 words (8 codes each) a unit loads before decoding any.
+pub(crate) const WORDS_PER_UNIT: usize = 4;
+
+/// `out[i] = F(code[q_i] * absmax[i / blocksize])`, one packed u32 word (8 codes) per unit and
+/// step. A cube of `T` units covers `WORDS_PER_UNIT * T` consecutive words: in each step the
+/// units of a plane load 32 consecutive words (128 bytes) and store the 32 * 8 values they
+/// decode as one contiguous run, so that loads and stores are both coalesced. All loads of a
+/// unit are issued before any value is decoded.
 ///
 /// `packed` holds the bitsandbytes bytes as little-endian u32 words (element `2j` in the high
 /// nibble of byte `j`), padded to whole 16-byte vectors. `out` is written as vectors of `NO`
-/// elements; `numel` must be a multiple of `NO`.
+/// elements (`NO` divides 8); `numel` must be a multiple of `NO`.
 #[cube(launch_unchecked)]
 pub(crate) fn dequant4_kernel<F: Float, NO: Size>(
-    packed: &Array<Vector<u32, Const<4>>>,
+    packed: &Array<u32>,
     absmax: &Array<f32>,
     nested_codes: &Array<u32>,
     nested_absmax: &Array<f32>,
@@ -74,13 +78,21 @@ pub(crate) fn dequant4_kernel<F: Float, NO: Size>(
     let mut nested_table = SharedMemory::<f32>::new(if nested { 256usize } else { 1usize });
     load_tables(code, nested_code, &mut table, &mut nested_table, nested);
 
-    let chunk = CUBE_POS * (CUBE_DIM as usize) + (UNIT_POS as usize);
-    let first = chunk * CODES_PER_THREAD;
     let n = numel as usize;
-    if first < n {
-        let words = packed[chunk];
-        let scale = block_scale(
-            first >> block_shift as usize,
+    let words = n.div_ceil(8);
+    let threads = CUBE_DIM as usize;
+    let first_word = CUBE_POS * comptime!(WORDS_PER_UNIT) * threads + (UNIT_POS as usize);
+    let vs = out.vector_size();
+
+    let mut w = Array::<u32>::new(WORDS_PER_UNIT);
+    let mut scale = Array::<f32>::new(WORDS_PER_UNIT);
+    #[unroll]
+    for u in 0..WORDS_PER_UNIT {
+        let idx = first_word + u * threads;
+        let safe = select(idx < words, idx, 0);
+        w[u] = packed[safe];
+        scale[u] = block_scale(
+            (safe * 8) >> block_shift as usize,
             absmax,
             nested_codes,
             nested_absmax,
@@ -88,21 +100,24 @@ pub(crate) fn dequant4_kernel<F: Float, NO: Size>(
             offset,
             nested,
         );
-        let vs = out.vector_size();
-        let base = first / vs;
+    }
+    #[unroll]
+    for u in 0..WORDS_PER_UNIT {
+        let idx = first_word + u * threads;
+        let word = w[u];
+        let s = scale[u];
+        let base = idx * 8;
         #[unroll]
-        for v in 0..comptime!(CODES_PER_THREAD / vs) {
-            if first + (v + 1) * vs <= n {
+        for v in 0..comptime!(8 / vs) {
+            if base + (v + 1) * vs <= n {
                 let mut o = Vector::<F, NO>::empty();
                 #[unroll]
                 for e in 0..vs {
                     let idx = v * vs + e;
-                    let word = words[idx / 8];
-                    let shift = (((idx % 8) / 2) * 8 + 4 * (1 - idx % 2)) as u32;
-                    let q = (word >> shift) & 0xF;
-                    o[e] = F::cast_from(table[q as usize] * scale);
+                    let shift = ((idx / 2) * 8 + 4 * (1 - idx % 2)) as u32;
+                    o[e] = F::cast_from(table[((word >> shift) & 0xF) as usize] * s);
                 }
-                out[base + v] = o;
+                out[base / vs + v] = o;
             }
         }
     }

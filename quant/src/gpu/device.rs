@@ -3,7 +3,7 @@
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
-use super::dequant::{CODES_PER_THREAD, dequant4_kernel};
+use super::dequant::{WORDS_PER_UNIT, dequant4_kernel};
 use super::gemv4::{CHUNK, gemv4_kernel};
 use super::{
     check_dtype, cube_count, planes_of_32, upload_f32, upload_padded, vector_width, with_float,
@@ -209,15 +209,15 @@ impl DeviceQuant4 {
             )));
         }
         check_capacity(out, numel * dtype.size(), "dequantize output")?;
-        let mut vo = vector_width(client, dtype.size(), numel).min(CODES_PER_THREAD);
+        let mut vo = vector_width(client, dtype.size(), numel).min(8);
         let offset_bytes = out.offset_start.unwrap_or(0) as usize;
         while vo > 1 && !offset_bytes.is_multiple_of(vo * dtype.size()) {
             vo /= 2;
         }
         let threads = 256usize;
-        let chunks = numel.div_ceil(CODES_PER_THREAD);
+        let words = numel.div_ceil(8);
         let (absmax, ncodes, nabsmax, ncode, offset) = self.absmax_args();
-        let count = cube_count(client, chunks.div_ceil(threads));
+        let count = cube_count(client, words.div_ceil(threads * WORDS_PER_UNIT));
         let nested = self.is_nested();
         with_float!(dtype, F => unsafe {
             dequant4_kernel::launch_unchecked::<F, R>(
@@ -225,7 +225,7 @@ impl DeviceQuant4 {
                 count,
                 CubeDim::new_1d(threads as u32),
                 vo,
-                ArrayArg::from_raw_parts(self.packed.clone(), chunks),
+                ArrayArg::from_raw_parts(self.packed.clone(), words),
                 ArrayArg::from_raw_parts(absmax, 1),
                 ArrayArg::from_raw_parts(ncodes, 1),
                 ArrayArg::from_raw_parts(nabsmax, 1),
