@@ -110,6 +110,21 @@ def main():
         for r in var:
             out.append(f"| {r['shape'][0]}x{r['shape'][1]} | {r['variant']} | {r['us']:.2f} | {r['gbps']:.0f} |")
         out.append("")
+    lin = kiln.get("linear4bit", [])
+    if lin:
+        out.append("### kiln `Linear4bit` (NF4, f16 compute) by token count")
+        out.append("")
+        out.append("Fused GEMV up to 16 tokens, dequantize + burn's matmul beyond; torch f16 where timed.")
+        out.append("")
+        out.append("| out x in | tokens | path | kiln us | torch f16 us |")
+        out.append("|---|---|---|---|---|")
+        for r in lin:
+            t = rt.get(("torch-f16", tuple(r["shape"]), r["tokens"]))
+            out.append(
+                f"| {r['shape'][0]}x{r['shape'][1]} | {r['tokens']} | {r['path']} | {r['us']:.2f} | "
+                f"{'' if t is None else format(t['us'], '.2f')} |"
+            )
+        out.append("")
     print("\n".join(out))
 
 

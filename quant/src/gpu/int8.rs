@@ -25,26 +25,17 @@ fn as_f16<F: Float>(v: F) -> f32 {
     f32::cast_from(half::f16::cast_from(f32::cast_from(v)))
 }
 
-/// One unit per column: whether any row holds |x| >= threshold there (x rounded to f16).
-#[cube(launch_unchecked)]
-pub(crate) fn int8_flags_kernel<F: Float>(
-    x: &Array<F>,
-    flags: &mut Array<u32>,
-    m: u32,
-    k: u32,
-    threshold: f32,
-) {
-    let c = CUBE_POS * (CUBE_DIM as usize) + (UNIT_POS as usize);
-    let kk = k as usize;
-    if c < kk {
-        let mut any = 0u32;
-        for i in 0..m as usize {
-            if as_f16::<F>(x[i * kk + c]).abs() >= threshold {
-                any = 1;
-            }
+/// Whether column `c` is an outlier column: any of the `m` rows holds |x| >= threshold there
+/// (x rounded to f16). Computed where it is needed: the rows are few.
+#[cube]
+fn outlier_column<F: Float>(x: &Array<F>, c: usize, m: usize, k: usize, threshold: f32) -> u32 {
+    let mut any = 0u32;
+    for i in 0..m {
+        if as_f16::<F>(x[i * k + c]).abs() >= threshold {
+            any = 1;
         }
-        flags[c] = any;
     }
+    any
 }
 
 /// Cubes `0..m`: row `i` of the activations to int8 (`round(v * 127 / rowmax)`, outliers left
@@ -54,7 +45,6 @@ pub(crate) fn int8_flags_kernel<F: Float>(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn int8_rows_kernel<F: Float>(
     x: &Array<F>,
-    flags: &Array<u32>,
     ca: &mut Array<i32>,
     rowmax: &mut Array<f32>,
     outliers: &mut Array<u32>,
@@ -104,7 +94,8 @@ pub(crate) fn int8_rows_kernel<F: Float>(
                     v = 0.0;
                 }
                 q = i32::cast_from((v * scale).round());
-                if use_threshold && rows > 1 && flags[c2] != 0 {
+                if use_threshold && rows > 1 && outlier_column::<F>(x, c2, rows, kk, threshold) != 0
+                {
                     q = 0;
                 }
             }
@@ -115,14 +106,14 @@ pub(crate) fn int8_rows_kernel<F: Float>(
             rowmax[row] = rm;
         }
     } else if row == rows {
-        // Compaction of the flags: each unit counts a contiguous segment, unit 0 scans.
+        // Compaction of the outlier columns: each unit counts a contiguous segment, unit 0 scans.
         let seg = kk.div_ceil(THREADS);
         let lo = min(t * seg, kk);
         let hi = min(lo + seg, kk);
         let mut count = 0u32;
         if use_threshold {
             for c in lo..hi {
-                count += flags[c];
+                count += outlier_column::<F>(x, c, rows, kk, threshold);
             }
         }
         counts[t] = count;
@@ -140,7 +131,7 @@ pub(crate) fn int8_rows_kernel<F: Float>(
         if use_threshold {
             let mut at = counts[t] as usize;
             for c in lo..hi {
-                if flags[c] != 0 {
+                if outlier_column::<F>(x, c, rows, kk, threshold) != 0 {
                     outliers[at] = c as u32;
                     at += 1;
                 }
@@ -453,7 +444,6 @@ impl DeviceInt8 {
         let kp = self.row_bytes();
         let use_threshold = threshold > 0.0;
         let thr = half::f16::from_f64(threshold).to_f32();
-        let flags = client.empty(k * 4);
         let ca = client.empty(m * kp * 4);
         let rowmax = client.empty(m * 4);
         let outliers = client.empty(k * 4);
@@ -476,24 +466,11 @@ impl DeviceInt8 {
         let has_bias = bias.is_some();
         let bias = bias.cloned().unwrap_or_else(|| out.clone());
         with_float!(dtype, F => unsafe {
-            if use_threshold {
-                int8_flags_kernel::launch_unchecked::<F, R>(
-                    client,
-                    cube_count(client, k.div_ceil(THREADS)),
-                    CubeDim::new_1d(THREADS as u32),
-                    ArrayArg::from_raw_parts(x.clone(), m * k),
-                    ArrayArg::from_raw_parts(flags.clone(), k),
-                    m as u32,
-                    k as u32,
-                    thr,
-                );
-            }
             int8_rows_kernel::launch_unchecked::<F, R>(
                 client,
                 CubeCount::Static(m as u32 + 1, 1, 1),
                 CubeDim::new_1d(THREADS as u32),
                 ArrayArg::from_raw_parts(x.clone(), m * k),
-                ArrayArg::from_raw_parts(flags.clone(), k),
                 ArrayArg::from_raw_parts(ca.clone(), m * kp),
                 ArrayArg::from_raw_parts(rowmax.clone(), m),
                 ArrayArg::from_raw_parts(outliers.clone(), k),
