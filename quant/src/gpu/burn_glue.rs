@@ -149,11 +149,15 @@ fn linear4bit_on<B: Backend, R: CubeRuntime, const D: usize>(
         ))?
     } else {
         // Prefill: dequantize on the device (to the weight's own dtype first, as bitsandbytes
-        // does), then burn's matmul.
-        let wdtype = if check_dtype(&client, meta.weight_dtype).is_ok() {
-            meta.weight_dtype
-        } else {
+        // does), then burn's matmul. An f32 weight goes straight to the compute dtype: the
+        // kernel rounds its f32 product once either way, so the values are the same.
+        let wdtype = if meta.weight_dtype == FloatDtype::F32
+            || meta.weight_dtype == compute
+            || check_dtype(&client, meta.weight_dtype).is_err()
+        {
             compute
+        } else {
+            meta.weight_dtype
         };
         let w = weight.dequantize(&client, wdtype).ok()?;
         let w = to_tensor::<B, R>(CubeTensor::new_contiguous(
