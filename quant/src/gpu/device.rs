@@ -4,7 +4,7 @@ use cubecl::prelude::*;
 use cubecl::server::Handle;
 
 use super::dequant::{WORDS_PER_UNIT, dequant4_kernel};
-use super::gemv4::gemv4_kernel;
+use super::gemv4::{CHUNK, gemv4_kernel};
 use super::{
     check_dtype, cube_count, planes_of_32, upload_f32, upload_padded, vector_width, with_float,
 };
@@ -350,6 +350,7 @@ impl DeviceQuant4 {
         let has_bias = bias.is_some();
         let bias = bias.cloned().unwrap_or_else(|| out.clone());
         let nested = self.is_nested();
+        let factor_scale = m <= 2;
         macro_rules! launch {
             ($F:ty, $T:ty) => {
                 unsafe {
@@ -358,7 +359,7 @@ impl DeviceQuant4 {
                         cube_count(client, cubes),
                         CubeDim::new_2d(32, planes as u32),
                         vx,
-                        ArrayArg::from_raw_parts(self.packed.clone(), n * k / 8),
+                        ArrayArg::from_raw_parts(self.packed.clone(), n * k / CHUNK),
                         ArrayArg::from_raw_parts(absmax, 1),
                         ArrayArg::from_raw_parts(ncodes, 1),
                         ArrayArg::from_raw_parts(nabsmax, 1),
@@ -379,6 +380,7 @@ impl DeviceQuant4 {
                         has_bias,
                         copies,
                         config.use_plane,
+                        factor_scale,
                     )
                 }
             };

@@ -5,6 +5,9 @@ use cubecl::prelude::*;
 
 use super::dequant::block_scale;
 
+/// Codes per 16-byte chunk of a weight row.
+pub(crate) const CHUNK: usize = 32;
+
 /// Sums each of the `count` per-unit accumulators over the 32 units of the unit's plane and
 /// leaves the totals in `totals[plane * count + i]` (visible to the whole cube on return).
 /// With plane operations: one `plane_sum` each. Without: through shared memory (`partial`
@@ -47,18 +50,17 @@ pub(crate) fn plane_totals<E: Numeric>(
 }
 
 /// The fused kernel. A cube is `32 x planes` units; each plane of 32 owns `rows` consecutive
-/// weight rows and each unit one packed u32 word (8 codes) of every one of them per load, so
-/// that a plane reads 128 contiguous bytes of a row per load and the 8 x values of a word are
-/// one 16-byte load, contiguous across the plane (coalesced; the x loads of a word serve all
-/// `rows` rows). `depth` words of each row are loaded before any is decoded. Codes are decoded
-/// through a table in shared memory of `T` (f32, or f16 for 16-bit compute as bitsandbytes' own
-/// GEMV does): 256 byte-indexed pairs replicated `pair_copies` times so that the units of a
-/// plane hit distinct banks, or 16 single codes. Cubes stride over the row groups.
+/// weight rows, each unit a 16-byte chunk (32 codes) of every one of them per step, so that a
+/// plane reads 512 contiguous bytes of a row per load. The x values of a chunk are loaded once
+/// per step for all rows. Codes are decoded through a table in shared memory of `T` (f32, or
+/// f16 for 16-bit compute, as bitsandbytes' own GEMV rounds its table to the compute dtype):
+/// the f16 pairs are 4 bytes, so a plane's lookups move half the bytes of f32 pairs, and 32
+/// copies put every unit of a plane on its own bank. Cubes stride over the row groups.
 ///
 /// Requires `k % blocksize == 0` (so `k % 32 == 0` and blocks never straddle rows).
 #[cube(launch_unchecked)]
 pub(crate) fn gemv4_kernel<F: Float, T: Float, NX: Size>(
-    packed: &Array<u32>,
+    packed: &Array<Vector<u32, Const<4>>>,
     absmax: &Array<f32>,
     nested_codes: &Array<u32>,
     nested_absmax: &Array<f32>,
@@ -79,12 +81,15 @@ pub(crate) fn gemv4_kernel<F: Float, T: Float, NX: Size>(
     #[comptime] has_bias: bool,
     #[comptime] pair_copies: usize,
     #[comptime] use_plane: bool,
+    #[comptime] factor_scale: bool,
 ) {
     let lane = UNIT_POS_X as usize;
     let warp = UNIT_POS_Y as usize;
     let threads = CUBE_DIM as usize;
     let t = UNIT_POS as usize;
 
+    // Code tables in shared memory: 16 single codes, or 256 byte-indexed pairs replicated
+    // `pair_copies` times so that the units of a half-plane hit distinct banks.
     let mut table = SharedMemory::<T>::new(16usize);
     let mut pairs = SharedMemory::<Vector<T, Const<2>>>::new(comptime!(256 * pair_copies.max(1)));
     let mut nested_table = SharedMemory::<f32>::new(if nested { 256usize } else { 1usize });
@@ -121,7 +126,7 @@ pub(crate) fn gemv4_kernel<F: Float, T: Float, NX: Size>(
 
     let n = n_rows as usize;
     let kk = k as usize;
-    let wpr = kk / 8;
+    let chunks = kk / CHUNK;
     let blocks_per_row = kk >> block_shift as usize;
     let vx = x.vector_size();
     let x_row = kk / vx;
@@ -138,35 +143,40 @@ pub(crate) fn gemv4_kernel<F: Float, T: Float, NX: Size>(
             row_of[r] = min(row0 + r, n - 1);
         }
         let mut acc = Array::<f32>::new(comptime!(rows * m));
+        let mut part = Array::<f32>::new(comptime!(rows * m));
         #[unroll]
         for i in 0..comptime!(rows * m) {
             acc[i] = 0.0;
         }
 
         let mut c = lane;
-        while c < wpr {
-            // The word loads of `depth` steps of every row, then their scales; past the row's
-            // end a unit re-reads its first word with a zero scale.
-            let mut w = Array::<u32>::new(comptime!(depth * rows));
+        while c < chunks {
+            // Issue the 16-byte loads of `depth` chunks of every row before decoding any.
+            let mut w = Array::<u32>::new(comptime!(depth * rows * 4));
             let mut scale = Array::<f32>::new(comptime!(depth * rows));
-            let mut widx = Array::<usize>::new(depth);
+            let mut kbase = Array::<usize>::new(depth);
             #[unroll]
             for d in 0..depth {
                 let cd = c + d * 32;
-                let cc = select(cd < wpr, cd, c);
-                widx[d] = cc;
+                // Past the row's end: re-read this unit's first chunk, with a zero scale.
+                let cc = select(cd < chunks, cd, c);
+                kbase[d] = cc * CHUNK;
                 #[unroll]
                 for r in 0..rows {
-                    w[d * rows + r] = packed[row_of[r] * wpr + cc];
+                    let v = packed[row_of[r] * chunks + cc];
+                    #[unroll]
+                    for j in 0..4usize {
+                        w[(d * rows + r) * 4 + j] = v[j];
+                    }
                 }
             }
             #[unroll]
             for d in 0..depth {
-                let valid = c + d * 32 < wpr;
+                let valid = c + d * 32 < chunks;
                 #[unroll]
                 for r in 0..rows {
                     let s = block_scale(
-                        row_of[r] * blocks_per_row + ((widx[d] * 8) >> block_shift as usize),
+                        row_of[r] * blocks_per_row + (kbase[d] >> block_shift as usize),
                         absmax,
                         nested_codes,
                         nested_absmax,
@@ -179,47 +189,83 @@ pub(crate) fn gemv4_kernel<F: Float, T: Float, NX: Size>(
             }
             #[unroll]
             for d in 0..depth {
-                // Decode the 8 codes of each row's word once, for every row of x.
-                let mut q = Array::<f32>::new(comptime!(rows * 8));
+                let k0 = kbase[d];
+                if comptime!(factor_scale) {
+                    #[unroll]
+                    for i in 0..comptime!(rows * m) {
+                        part[i] = 0.0;
+                    }
+                }
                 #[unroll]
-                for r in 0..rows {
-                    let word = w[d * rows + r];
-                    if comptime!(pair_copies > 0) {
-                        #[unroll]
-                        for b in 0..4usize {
-                            let byte = (word >> comptime!(8 * b as u32)) & 0xFF;
-                            let p = pairs[(byte as usize) * comptime!(pair_copies.max(1)) + copy];
-                            q[r * 8 + 2 * b] = f32::cast_from(p[0]);
-                            q[r * 8 + 2 * b + 1] = f32::cast_from(p[1]);
+                for j in 0..4usize {
+                    // Decode 8 codes of each row.
+                    let mut q = Array::<f32>::new(comptime!(rows * 8));
+                    #[unroll]
+                    for r in 0..rows {
+                        let word = w[(d * rows + r) * 4 + j];
+                        if comptime!(pair_copies > 0) {
+                            #[unroll]
+                            for b in 0..4usize {
+                                let byte = (word >> comptime!(8 * b as u32)) & 0xFF;
+                                let p =
+                                    pairs[(byte as usize) * comptime!(pair_copies.max(1)) + copy];
+                                q[r * 8 + 2 * b] = f32::cast_from(p[0]);
+                                q[r * 8 + 2 * b + 1] = f32::cast_from(p[1]);
+                            }
+                        } else {
+                            #[unroll]
+                            for e in 0..8usize {
+                                let shift = comptime!(((e / 2) * 8 + 4 * (1 - e % 2)) as u32);
+                                q[r * 8 + e] =
+                                    f32::cast_from(table[((word >> shift) & 0xF) as usize]);
+                            }
                         }
-                    } else {
+                        if comptime!(!factor_scale) {
+                            #[unroll]
+                            for e in 0..8usize {
+                                q[r * 8 + e] *= scale[d * rows + r];
+                            }
+                        }
+                    }
+                    #[unroll]
+                    for mi in 0..m {
+                        let mut xf = Array::<f32>::new(8usize);
+                        let xbase = mi * x_row + (k0 + j * 8) / vx;
                         #[unroll]
-                        for e in 0..8usize {
-                            let shift = comptime!(((e / 2) * 8 + 4 * (1 - e % 2)) as u32);
-                            q[r * 8 + e] = f32::cast_from(table[((word >> shift) & 0xF) as usize]);
+                        for v in 0..comptime!(8 / vx) {
+                            let xv = Vector::<f32, NX>::cast_from(x[xbase + v]);
+                            #[unroll]
+                            for e in 0..vx {
+                                xf[v * vx + e] = xv[e];
+                            }
+                        }
+                        #[unroll]
+                        for r in 0..rows {
+                            let mut s = if comptime!(factor_scale) {
+                                part[r * m + mi]
+                            } else {
+                                acc[r * m + mi]
+                            };
+                            #[unroll]
+                            for e in 0..8usize {
+                                s = fma(xf[e], q[r * 8 + e], s);
+                            }
+                            if comptime!(factor_scale) {
+                                part[r * m + mi] = s;
+                            } else {
+                                acc[r * m + mi] = s;
+                            }
                         }
                     }
                 }
-                let xbase = widx[d] * 8 / vx;
-                #[unroll]
-                for mi in 0..m {
-                    let mut xf = Array::<f32>::new(8usize);
-                    #[unroll]
-                    for v in 0..comptime!(8 / vx) {
-                        let xv = Vector::<f32, NX>::cast_from(x[mi * x_row + xbase + v]);
-                        #[unroll]
-                        for e in 0..vx {
-                            xf[v * vx + e] = xv[e];
-                        }
-                    }
+                if comptime!(factor_scale) {
                     #[unroll]
                     for r in 0..rows {
-                        let mut s = 0.0f32;
                         #[unroll]
-                        for e in 0..8usize {
-                            s = fma(xf[e], q[r * 8 + e], s);
+                        for mi in 0..m {
+                            acc[r * m + mi] =
+                                fma(part[r * m + mi], scale[d * rows + r], acc[r * m + mi]);
                         }
-                        acc[r * m + mi] = fma(s, scale[d * rows + r], acc[r * m + mi]);
                     }
                 }
             }
