@@ -60,9 +60,7 @@ pub enum LutMode {
     /// A 16-entry table in shared memory, one lookup per code (never bank-conflicted).
     Single,
     /// A 256-entry table of code pairs, one lookup per byte, replicated `copies` times
-    /// (1, 2, 4, 8, 16 or 32) to spread the lookups of a plane over the banks. The f16 table
-    /// (16-bit compute) needs 32 copies to be free of bank conflicts, the f32 table 16 (more
-    /// are capped at 16).
+    /// (1, 2, 4, 8 or 16) to spread the lookups of a plane over the banks.
     Pairs(usize),
 }
 
@@ -105,7 +103,7 @@ impl GemvConfig {
             (true, false) => 4,
             (false, _) => 2,
         };
-        let copies = if max_shared >= 64 * 1024 { 32 } else { 1 };
+        let copies = if max_shared >= 64 * 1024 { 16 } else { 1 };
         let sms = client
             .properties()
             .hardware
@@ -306,22 +304,12 @@ impl DeviceQuant4 {
                 "plane reduction needs planes of 32 units".into(),
             ));
         }
-        // 16-bit compute decodes through an f16 table (as bitsandbytes' GEMV rounds its code
-        // table to the compute dtype; f16 holds the codes more closely than bf16).
-        let half_table = dtype != FloatDtype::F32 && check_dtype(client, FloatDtype::F16).is_ok();
-        let entry = if half_table { 2 } else { 4 };
         let copies = match config.lut {
             LutMode::Single => 0,
-            LutMode::Pairs(c) if [1, 2, 4, 8, 16, 32].contains(&c) => {
-                if half_table {
-                    c
-                } else {
-                    c.min(16)
-                }
-            }
+            LutMode::Pairs(c) if [1, 2, 4, 8, 16].contains(&c) => c,
             LutMode::Pairs(c) => {
                 return Err(QuantError::Device(format!(
-                    "pair table copies must be 1, 2, 4, 8, 16 or 32, got {c}"
+                    "pair table copies must be 1, 2, 4, 8 or 16, got {c}"
                 )));
             }
         };
@@ -330,8 +318,8 @@ impl DeviceQuant4 {
         let depth = config.depth.clamp(1, 4);
         let vx = x_vector_width(client, x, dtype, k);
         let outputs = planes * rows * m;
-        let shared = entry * 16
-            + 2 * entry * 256 * copies.max(1)
+        let shared = 4 * 16
+            + 8 * 256 * copies.max(1)
             + if self.is_nested() { 4 * 256 } else { 0 }
             + 4 * outputs * if config.use_plane { 1 } else { 33 };
         check_shared(client, shared, "fused 4-bit GEMV")?;
@@ -349,49 +337,38 @@ impl DeviceQuant4 {
         let (absmax, ncodes, nabsmax, ncode, offset) = self.absmax_args();
         let has_bias = bias.is_some();
         let bias = bias.cloned().unwrap_or_else(|| out.clone());
-        let nested = self.is_nested();
         let factor_scale = m <= 2;
-        macro_rules! launch {
-            ($F:ty, $T:ty) => {
-                unsafe {
-                    gemv4_kernel::launch_unchecked::<$F, $T, R>(
-                        client,
-                        cube_count(client, cubes),
-                        CubeDim::new_2d(32, planes as u32),
-                        vx,
-                        ArrayArg::from_raw_parts(self.packed.clone(), n * k / CHUNK),
-                        ArrayArg::from_raw_parts(absmax, 1),
-                        ArrayArg::from_raw_parts(ncodes, 1),
-                        ArrayArg::from_raw_parts(nabsmax, 1),
-                        ArrayArg::from_raw_parts(ncode, 1),
-                        ArrayArg::from_raw_parts(self.code.clone(), 16),
-                        ArrayArg::from_raw_parts(x.clone(), m * k / vx),
-                        ArrayArg::from_raw_parts(bias, n),
-                        ArrayArg::from_raw_parts(out.clone(), m * n),
-                        n as u32,
-                        k as u32,
-                        offset,
-                        self.blocksize.trailing_zeros(),
-                        m,
-                        rows,
-                        planes,
-                        depth,
-                        nested,
-                        has_bias,
-                        copies,
-                        config.use_plane,
-                        factor_scale,
-                    )
-                }
-            };
-        }
-        match (dtype, half_table) {
-            (FloatDtype::F32, _) => launch!(f32, f32),
-            (FloatDtype::F16, true) => launch!(half::f16, half::f16),
-            (FloatDtype::F16, false) => launch!(half::f16, f32),
-            (FloatDtype::BF16, true) => launch!(half::bf16, half::f16),
-            (FloatDtype::BF16, false) => launch!(half::bf16, f32),
-        }
+        let nested = self.is_nested();
+        with_float!(dtype, F => unsafe {
+            gemv4_kernel::launch_unchecked::<F, R>(
+                client,
+                cube_count(client, cubes),
+                CubeDim::new_2d(32, planes as u32),
+                vx,
+                ArrayArg::from_raw_parts(self.packed.clone(), n * k / CHUNK),
+                ArrayArg::from_raw_parts(absmax, 1),
+                ArrayArg::from_raw_parts(ncodes, 1),
+                ArrayArg::from_raw_parts(nabsmax, 1),
+                ArrayArg::from_raw_parts(ncode, 1),
+                ArrayArg::from_raw_parts(self.code.clone(), 16),
+                ArrayArg::from_raw_parts(x.clone(), m * k / vx),
+                ArrayArg::from_raw_parts(bias, n),
+                ArrayArg::from_raw_parts(out.clone(), m * n),
+                n as u32,
+                k as u32,
+                offset,
+                self.blocksize.trailing_zeros(),
+                m,
+                rows,
+                planes,
+                depth,
+                nested,
+                has_bias,
+                copies,
+                config.use_plane,
+                factor_scale,
+            )
+        });
         Ok(())
     }
 }

@@ -52,14 +52,11 @@ pub(crate) fn plane_totals<E: Numeric>(
 /// The fused kernel. A cube is `32 x planes` units; each plane of 32 owns `rows` consecutive
 /// weight rows, each unit a 16-byte chunk (32 codes) of every one of them per step, so that a
 /// plane reads 512 contiguous bytes of a row per load. The x values of a chunk are loaded once
-/// per step for all rows. Codes are decoded through a table in shared memory of `T` (f32, or
-/// f16 for 16-bit compute, as bitsandbytes' own GEMV rounds its table to the compute dtype):
-/// the f16 pairs are 4 bytes, so a plane's lookups move half the bytes of f32 pairs, and 32
-/// copies put every unit of a plane on its own bank. Cubes stride over the row groups.
+/// per step for all rows. Cubes stride over the row groups.
 ///
 /// Requires `k % blocksize == 0` (so `k % 32 == 0` and blocks never straddle rows).
 #[cube(launch_unchecked)]
-pub(crate) fn gemv4_kernel<F: Float, T: Float, NX: Size>(
+pub(crate) fn gemv4_kernel<F: Float, NX: Size>(
     packed: &Array<Vector<u32, Const<4>>>,
     absmax: &Array<f32>,
     nested_codes: &Array<u32>,
@@ -90,8 +87,8 @@ pub(crate) fn gemv4_kernel<F: Float, T: Float, NX: Size>(
 
     // Code tables in shared memory: 16 single codes, or 256 byte-indexed pairs replicated
     // `pair_copies` times so that the units of a half-plane hit distinct banks.
-    let mut table = SharedMemory::<T>::new(16usize);
-    let mut pairs = SharedMemory::<Vector<T, Const<2>>>::new(comptime!(256 * pair_copies.max(1)));
+    let mut table = SharedMemory::<f32>::new(16usize);
+    let mut pairs = SharedMemory::<Vector<f32, Const<2>>>::new(comptime!(256 * pair_copies.max(1)));
     let mut nested_table = SharedMemory::<f32>::new(if nested { 256usize } else { 1usize });
     let mut totals = SharedMemory::<f32>::new(comptime!(planes * rows * m));
     let mut partial = SharedMemory::<f32>::new(if use_plane {
@@ -101,16 +98,16 @@ pub(crate) fn gemv4_kernel<F: Float, T: Float, NX: Size>(
     });
     let mut i = t;
     while i < 16 {
-        table[i] = T::cast_from(code[i]);
+        table[i] = code[i];
         i += threads;
     }
     if comptime!(pair_copies > 0) {
         let mut e = t;
         while e < 256 * pair_copies {
             let byte = e / pair_copies;
-            let mut p = Vector::<T, Const<2>>::empty();
-            p[0] = T::cast_from(code[byte / 16]);
-            p[1] = T::cast_from(code[byte % 16]);
+            let mut p = Vector::<f32, Const<2>>::empty();
+            p[0] = code[byte / 16];
+            p[1] = code[byte % 16];
             pairs[e] = p;
             e += threads;
         }
@@ -209,15 +206,14 @@ pub(crate) fn gemv4_kernel<F: Float, T: Float, NX: Size>(
                                 let byte = (word >> comptime!(8 * b as u32)) & 0xFF;
                                 let p =
                                     pairs[(byte as usize) * comptime!(pair_copies.max(1)) + copy];
-                                q[r * 8 + 2 * b] = f32::cast_from(p[0]);
-                                q[r * 8 + 2 * b + 1] = f32::cast_from(p[1]);
+                                q[r * 8 + 2 * b] = p[0];
+                                q[r * 8 + 2 * b + 1] = p[1];
                             }
                         } else {
                             #[unroll]
                             for e in 0..8usize {
                                 let shift = comptime!(((e / 2) * 8 + 4 * (1 - e % 2)) as u32);
-                                q[r * 8 + e] =
-                                    f32::cast_from(table[((word >> shift) & 0xF) as usize]);
+                                q[r * 8 + e] = table[((word >> shift) & 0xF) as usize];
                             }
                         }
                         if comptime!(!factor_scale) {
