@@ -366,6 +366,28 @@ fn gemv_variants<R: Runtime>(client: &ComputeClient<R>) -> Vec<(String, GemvConf
                 use_plane: true,
                 depth: 2,
                 max_cubes: sms * 4,
+                split_k: 1,
+            },
+        ));
+    }
+    for (rows, planes, split, name) in [
+        (4, 4, 2, "pairs16-r4-p4-s2"),
+        (4, 4, 4, "pairs16-r4-p4-s4"),
+        (4, 8, 2, "pairs16-r4-p8-s2"),
+        (4, 8, 4, "pairs16-r4-p8-s4"),
+        (2, 8, 4, "pairs16-r2-p8-s4"),
+        (2, 8, 8, "pairs16-r2-p8-s8"),
+    ] {
+        v.push((
+            name.to_string(),
+            GemvConfig {
+                rows_per_plane: rows,
+                planes,
+                lut: LutMode::Pairs(16),
+                use_plane: true,
+                depth: 2,
+                max_cubes: sms * 8,
+                split_k: split,
             },
         ));
     }
@@ -389,6 +411,7 @@ fn gemv_variants<R: Runtime>(client: &ComputeClient<R>) -> Vec<(String, GemvConf
                 use_plane: true,
                 depth,
                 max_cubes: cubes,
+                split_k: 1,
             },
         ));
     }
@@ -401,6 +424,7 @@ fn gemv_variants<R: Runtime>(client: &ComputeClient<R>) -> Vec<(String, GemvConf
             use_plane: false,
             depth: 2,
             max_cubes: sms * 4,
+            split_k: 1,
         },
     ));
     v
@@ -644,6 +668,7 @@ fn run_checks<R: Runtime>(client: &ComputeClient<R>, checks: &mut Checks, rng: &
                                 use_plane: true,
                                 depth: 1,
                                 max_cubes: 0,
+                                split_k: 2,
                             },
                         ),
                         (
@@ -654,6 +679,7 @@ fn run_checks<R: Runtime>(client: &ComputeClient<R>, checks: &mut Checks, rng: &
                                 use_plane: false,
                                 depth: 3,
                                 max_cubes: 0,
+                                split_k: 1,
                             },
                         ),
                     ] {

@@ -173,6 +173,7 @@ fn gemv_configs() -> [GemvConfig; 3] {
             use_plane: false,
             depth: 2,
             max_cubes: 0,
+            split_k: 2,
         },
         GemvConfig {
             rows_per_plane: 1,
@@ -181,6 +182,7 @@ fn gemv_configs() -> [GemvConfig; 3] {
             use_plane: false,
             depth: 1,
             max_cubes: 3,
+            split_k: 4,
         },
         GemvConfig {
             rows_per_plane: 3,
@@ -189,6 +191,7 @@ fn gemv_configs() -> [GemvConfig; 3] {
             use_plane: false,
             depth: 3,
             max_cubes: 0,
+            split_k: 1,
         },
     ]
 }
@@ -467,6 +470,7 @@ fn int8_linear_matches_cpu_codec() {
             use_plane: false,
             depth: 2,
             max_cubes: 0,
+            split_k: 2,
         },
         Int8Config {
             rows_per_plane: 1,
@@ -474,6 +478,7 @@ fn int8_linear_matches_cpu_codec() {
             use_plane: false,
             depth: 1,
             max_cubes: 5,
+            split_k: 1,
         },
     ];
     let (f32_, f16_) = (FloatDtype::F32, FloatDtype::F16);

@@ -80,6 +80,21 @@ pub struct GemvConfig {
     pub depth: usize,
     /// Most cubes launched (they stride over the row groups); 0 for one cube per group.
     pub max_cubes: usize,
+    /// Planes that share their rows and split each row's chunks between them (split-K; it
+    /// divides `planes`): more planes in flight when there are few rows.
+    pub split_k: usize,
+}
+
+/// The split-K factor for `rows_units` row sets of `rows` rows each (one plane per set
+/// unsplit): doubled while it divides `planes` and the device would otherwise hold fewer than
+/// 32 planes per multiprocessor.
+pub(crate) fn split_for(sms: usize, out_features: usize, rows: usize, planes: usize) -> usize {
+    let unsplit = out_features.div_ceil(rows.max(1));
+    let mut split = 1;
+    while split * 2 <= planes && unsplit * split < sms * 32 {
+        split *= 2;
+    }
+    split
 }
 
 impl GemvConfig {
@@ -109,13 +124,19 @@ impl GemvConfig {
             .hardware
             .num_streaming_multiprocessors
             .unwrap_or(0) as usize;
+        let split_k = if use_plane {
+            split_for(sms, out_features, rows_per_plane, planes)
+        } else {
+            1
+        };
         GemvConfig {
             rows_per_plane,
             planes,
             lut: LutMode::Pairs(copies),
             use_plane,
             depth: if use_plane { 2 } else { 1 },
-            max_cubes: sms * 4,
+            max_cubes: if split_k > 1 { sms * 8 } else { sms * 4 },
+            split_k,
         }
     }
 }
@@ -316,6 +337,12 @@ impl DeviceQuant4 {
         let rows = config.rows_per_plane.max(1);
         let planes = config.planes.clamp(1, 32);
         let depth = config.depth.clamp(1, 4);
+        let split = config.split_k.max(1);
+        if !planes.is_multiple_of(split) {
+            return Err(QuantError::Device(format!(
+                "split_k {split} must divide the planes per cube ({planes})"
+            )));
+        }
         let vx = x_vector_width(client, x, dtype, k);
         let outputs = planes * rows * m;
         let shared = 4 * 16
@@ -328,7 +355,7 @@ impl DeviceQuant4 {
         if let Some(b) = bias {
             check_capacity(b, n * dtype.size(), "GEMV bias")?;
         }
-        let groups = n.div_ceil(rows * planes);
+        let groups = n.div_ceil(rows * planes / split);
         let cubes = if config.max_cubes > 0 {
             groups.min(config.max_cubes)
         } else {
@@ -367,6 +394,7 @@ impl DeviceQuant4 {
                 copies,
                 config.use_plane,
                 factor_scale,
+                split,
             )
         });
         Ok(())

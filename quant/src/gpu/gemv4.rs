@@ -79,6 +79,7 @@ pub(crate) fn gemv4_kernel<F: Float, NX: Size>(
     #[comptime] pair_copies: usize,
     #[comptime] use_plane: bool,
     #[comptime] factor_scale: bool,
+    #[comptime] split: usize,
 ) {
     let lane = UNIT_POS_X as usize;
     let warp = UNIT_POS_Y as usize;
@@ -127,13 +128,16 @@ pub(crate) fn gemv4_kernel<F: Float, NX: Size>(
     let blocks_per_row = kk >> block_shift as usize;
     let vx = x.vector_size();
     let x_row = kk / vx;
-    let group_rows = planes * rows;
+    // `split` consecutive planes share their rows and split each row's chunks between them.
+    let set = warp / split;
+    let kpart = warp % split;
+    let group_rows = comptime!(planes / split * rows);
     let groups = n.div_ceil(group_rows);
     let copy = lane % comptime!(pair_copies.max(1));
 
     let mut g = CUBE_POS;
     while g < groups {
-        let row0 = g * group_rows + warp * rows;
+        let row0 = g * group_rows + set * rows;
         let mut row_of = Array::<usize>::new(rows);
         #[unroll]
         for r in 0..rows {
@@ -146,7 +150,7 @@ pub(crate) fn gemv4_kernel<F: Float, NX: Size>(
             acc[i] = 0.0;
         }
 
-        let mut c = lane;
+        let mut c = lane + kpart * comptime!(32 * depth);
         while c < chunks {
             // Issue the 16-byte loads of `depth` chunks of every row before decoding any.
             let mut w = Array::<u32>::new(comptime!(depth * rows * 4));
@@ -265,7 +269,7 @@ pub(crate) fn gemv4_kernel<F: Float, NX: Size>(
                     }
                 }
             }
-            c += comptime!(32 * depth);
+            c += comptime!(32 * depth * split);
         }
 
         plane_totals(
@@ -275,19 +279,25 @@ pub(crate) fn gemv4_kernel<F: Float, NX: Size>(
             comptime!(rows * m),
             use_plane,
         );
-        let mut i = lane;
-        while i < comptime!(rows * m) {
-            let r = i / m;
-            let mi = i % m;
-            let row = row0 + r;
-            if row < n {
-                let mut v = totals[warp * comptime!(rows * m) + i];
-                if comptime!(has_bias) {
-                    v += f32::cast_from(bias[row]);
+        if kpart == 0 {
+            let mut i = lane;
+            while i < comptime!(rows * m) {
+                let r = i / m;
+                let mi = i % m;
+                let row = row0 + r;
+                if row < n {
+                    let mut v = 0.0f32;
+                    #[unroll]
+                    for p in 0..split {
+                        v += totals[(warp + p) * comptime!(rows * m) + i];
+                    }
+                    if comptime!(has_bias) {
+                        v += f32::cast_from(bias[row]);
+                    }
+                    y[mi * n + row] = F::cast_from(v);
                 }
-                y[mi * n + row] = F::cast_from(v);
+                i += 32;
             }
-            i += 32;
         }
         sync_cube();
         g += CUBE_COUNT;

@@ -5,7 +5,7 @@
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
-use super::device::{MAX_GEMV_ROWS, check_capacity, check_shared};
+use super::device::{MAX_GEMV_ROWS, check_capacity, check_shared, split_for};
 use super::gemv4::plane_totals;
 use super::{check_dtype, cube_count, planes_of_32, upload_f32, upload_padded, with_float};
 use crate::codec::Int8Rowwise;
@@ -173,6 +173,7 @@ pub(crate) fn int8_gemv_kernel<F: Float>(
     #[comptime] depth: usize,
     #[comptime] has_bias: bool,
     #[comptime] use_plane: bool,
+    #[comptime] split: usize,
 ) {
     let lane = UNIT_POS_X as usize;
     let warp = UNIT_POS_Y as usize;
@@ -187,12 +188,15 @@ pub(crate) fn int8_gemv_kernel<F: Float>(
     let kk = k as usize;
     let cpr = chunks as usize;
     let n_out = n_outliers[0] as usize;
-    let group_rows = planes * rows;
+    // `split` consecutive planes share their rows and split each row's chunks between them.
+    let set = warp / split;
+    let kpart = warp % split;
+    let group_rows = comptime!(planes / split * rows);
     let groups = n.div_ceil(group_rows);
 
     let mut g = CUBE_POS;
     while g < groups {
-        let row0 = g * group_rows + warp * rows;
+        let row0 = g * group_rows + set * rows;
         let mut row_of = Array::<usize>::new(rows);
         #[unroll]
         for r in 0..rows {
@@ -203,7 +207,7 @@ pub(crate) fn int8_gemv_kernel<F: Float>(
         for i in 0..comptime!(rows * m) {
             acc[i] = 0;
         }
-        let mut c = lane;
+        let mut c = lane + kpart * comptime!(32 * depth);
         while c < cpr {
             // The 16-byte loads of `depth` chunks of every row first; past the row's end the
             // unit re-reads its first chunk with the weights zeroed.
@@ -252,7 +256,7 @@ pub(crate) fn int8_gemv_kernel<F: Float>(
                     }
                 }
             }
-            c += comptime!(32 * depth);
+            c += comptime!(32 * depth * split);
         }
 
         plane_totals(
@@ -264,33 +268,40 @@ pub(crate) fn int8_gemv_kernel<F: Float>(
         );
         // One unit per output finishes it: the int8 product rescaled, and the outlier columns
         // in float against the weight column dequantized and rounded to the input dtype.
-        let mut i = lane;
-        while i < comptime!(rows * m) {
-            let r = i / m;
-            let mi = i % m;
-            let row = row0 + r;
-            if row < n {
-                let total = totals[warp * comptime!(rows * m) + i];
-                let sb = scb[row];
-                let mut v = (f32::cast_from(total) * (sca[mi] * sb)) * INV_127_SQ;
-                if comptime!(has_bias) {
-                    v += f32::cast_from(bias[row]);
-                }
-                if n_out > 0 {
-                    let mut sub = 0.0f32;
-                    for o in 0..n_out {
-                        let col = outliers[o] as usize;
-                        let word = weight[row * cpr + col / 16][(col % 16) / 4];
-                        let sh = ((3 - col % 4) * 8) as u32;
-                        let qv = i32::cast_from(word << sh) >> 24;
-                        let wv = f32::cast_from(F::cast_from((f32::cast_from(qv) * sb) * INV_127));
-                        sub += f32::cast_from(x[mi * kk + col]) * wv;
+        if kpart == 0 {
+            let mut i = lane;
+            while i < comptime!(rows * m) {
+                let r = i / m;
+                let mi = i % m;
+                let row = row0 + r;
+                if row < n {
+                    let mut total = 0i32;
+                    #[unroll]
+                    for p in 0..split {
+                        total += totals[(warp + p) * comptime!(rows * m) + i];
                     }
-                    v = f32::cast_from(F::cast_from(v)) + sub;
+                    let sb = scb[row];
+                    let mut v = (f32::cast_from(total) * (sca[mi] * sb)) * INV_127_SQ;
+                    if comptime!(has_bias) {
+                        v += f32::cast_from(bias[row]);
+                    }
+                    if n_out > 0 {
+                        let mut sub = 0.0f32;
+                        for o in 0..n_out {
+                            let col = outliers[o] as usize;
+                            let word = weight[row * cpr + col / 16][(col % 16) / 4];
+                            let sh = ((3 - col % 4) * 8) as u32;
+                            let qv = i32::cast_from(word << sh) >> 24;
+                            let wv =
+                                f32::cast_from(F::cast_from((f32::cast_from(qv) * sb) * INV_127));
+                            sub += f32::cast_from(x[mi * kk + col]) * wv;
+                        }
+                        v = f32::cast_from(F::cast_from(v)) + sub;
+                    }
+                    y[mi * n + row] = F::cast_from(v);
                 }
-                y[mi * n + row] = F::cast_from(v);
+                i += 32;
             }
-            i += 32;
         }
         sync_cube();
         g += CUBE_COUNT;
@@ -324,6 +335,9 @@ pub struct Int8Config {
     pub depth: usize,
     /// Most cubes launched; 0 for one cube per row group.
     pub max_cubes: usize,
+    /// Planes that share their rows and split each row's chunks between them (split-K; it
+    /// divides `planes`).
+    pub split_k: usize,
 }
 
 impl Int8Config {
@@ -338,20 +352,29 @@ impl Int8Config {
             .hardware
             .num_streaming_multiprocessors
             .unwrap_or(0) as usize;
+        let use_plane = planes_of_32(client);
+        let rows_per_plane = match (use_plane, m <= 4) {
+            (true, true) => 4,
+            (true, false) => 2,
+            (false, _) => 1,
+        };
+        let planes = match (use_plane, out_features >= 8192) {
+            (true, true) => 8,
+            (true, false) => 4,
+            (false, _) => 2,
+        };
+        let split_k = if use_plane {
+            split_for(sms, out_features, rows_per_plane, planes)
+        } else {
+            1
+        };
         Int8Config {
-            rows_per_plane: match (planes_of_32(client), m <= 4) {
-                (true, true) => 4,
-                (true, false) => 2,
-                (false, _) => 1,
-            },
-            planes: match (planes_of_32(client), out_features >= 8192) {
-                (true, true) => 8,
-                (true, false) => 4,
-                (false, _) => 2,
-            },
-            use_plane: planes_of_32(client),
-            depth: if planes_of_32(client) { 2 } else { 1 },
-            max_cubes: sms * 4,
+            rows_per_plane,
+            planes,
+            use_plane,
+            depth: if use_plane { 2 } else { 1 },
+            max_cubes: if split_k > 1 { sms * 8 } else { sms * 4 },
+            split_k,
         }
     }
 }
@@ -451,7 +474,13 @@ impl DeviceInt8 {
         let rows = config.rows_per_plane.max(1);
         let planes = config.planes.clamp(1, 32);
         let depth = config.depth.clamp(1, 4);
-        let groups = n.div_ceil(rows * planes);
+        let split = config.split_k.max(1);
+        if !planes.is_multiple_of(split) {
+            return Err(QuantError::Device(format!(
+                "split_k {split} must divide the planes per cube ({planes})"
+            )));
+        }
+        let groups = n.div_ceil(rows * planes / split);
         let cubes = if config.max_cubes > 0 {
             groups.min(config.max_cubes)
         } else {
@@ -503,6 +532,7 @@ impl DeviceInt8 {
                 depth,
                 has_bias,
                 config.use_plane,
+                split,
             );
         });
         Ok(())
