@@ -350,84 +350,49 @@ fn gemv_variants<R: Runtime>(client: &ComputeClient<R>) -> Vec<(String, GemvConf
         .hardware
         .num_streaming_multiprocessors
         .unwrap_or(132) as usize;
-    let mut v = Vec::new();
-    for (lut, lname) in [
-        (LutMode::Pairs(16), "pairs16"),
-        (LutMode::Pairs(4), "pairs4"),
-        (LutMode::Pairs(1), "pairs1"),
-        (LutMode::Single, "single"),
-    ] {
-        v.push((
-            format!("{lname}-r4-p4"),
-            GemvConfig {
-                rows_per_plane: 4,
-                planes: 4,
-                lut,
-                use_plane: true,
-                depth: 2,
-                max_cubes: sms * 4,
-                split_k: 1,
-            },
-        ));
-    }
-    for (rows, planes, split, name) in [
-        (4, 4, 2, "pairs16-r4-p4-s2"),
-        (4, 4, 4, "pairs16-r4-p4-s4"),
-        (4, 8, 2, "pairs16-r4-p8-s2"),
-        (4, 8, 4, "pairs16-r4-p8-s4"),
-        (2, 8, 4, "pairs16-r2-p8-s4"),
-        (2, 8, 8, "pairs16-r2-p8-s8"),
-    ] {
-        v.push((
-            name.to_string(),
-            GemvConfig {
-                rows_per_plane: rows,
-                planes,
-                lut: LutMode::Pairs(16),
-                use_plane: true,
-                depth: 2,
-                max_cubes: sms * 8,
-                split_k: split,
-            },
-        ));
-    }
-    for (rows, planes, depth, cubes, name) in [
-        (4, 4, 1, sms * 4, "pairs16-r4-p4-d1"),
-        (4, 4, 4, sms * 4, "pairs16-r4-p4-d4"),
-        (2, 4, 2, sms * 4, "pairs16-r2-p4"),
-        (2, 4, 4, sms * 4, "pairs16-r2-p4-d4"),
-        (4, 8, 2, sms * 2, "pairs16-r4-p8"),
-        (8, 4, 2, sms * 4, "pairs16-r8-p4"),
-        (4, 4, 2, 0, "pairs16-r4-p4-nocap"),
-        (2, 8, 2, sms * 8, "pairs16-r2-p8-c8"),
-        (1, 8, 4, sms * 8, "pairs16-r1-p8-d4-c8"),
-    ] {
-        v.push((
-            name.to_string(),
-            GemvConfig {
-                rows_per_plane: rows,
-                planes,
-                lut: LutMode::Pairs(16),
-                use_plane: true,
-                depth,
-                max_cubes: cubes,
-                split_k: 1,
-            },
-        ));
-    }
-    v.push((
-        "pairs16-r4-p4-smemreduce".into(),
-        GemvConfig {
-            rows_per_plane: 4,
-            planes: 4,
-            lut: LutMode::Pairs(16),
-            use_plane: false,
-            depth: 2,
-            max_cubes: sms * 4,
-            split_k: 1,
+    let (c4, c8) = (sms * 4, sms * 8);
+    let p16 = LutMode::Pairs(16);
+    // (name, rows per plane, planes, table, depth, most cubes, plane reduction, split-K)
+    [
+        ("pairs16-r4-p4", 4, 4, p16, 2, c4, true, 1),
+        ("pairs4-r4-p4", 4, 4, LutMode::Pairs(4), 2, c4, true, 1),
+        ("pairs1-r4-p4", 4, 4, LutMode::Pairs(1), 2, c4, true, 1),
+        ("single-r4-p4", 4, 4, LutMode::Single, 2, c4, true, 1),
+        ("pairs16-r4-p4-s2", 4, 4, p16, 2, c8, true, 2),
+        ("pairs16-r4-p4-s4", 4, 4, p16, 2, c8, true, 4),
+        ("pairs16-r4-p8-s2", 4, 8, p16, 2, c8, true, 2),
+        ("pairs16-r4-p8-s4", 4, 8, p16, 2, c8, true, 4),
+        ("pairs16-r2-p8-s4", 2, 8, p16, 2, c8, true, 4),
+        ("pairs16-r2-p8-s8", 2, 8, p16, 2, c8, true, 8),
+        ("pairs16-r4-p4-d1", 4, 4, p16, 1, c4, true, 1),
+        ("pairs16-r4-p4-d4", 4, 4, p16, 4, c4, true, 1),
+        ("pairs16-r2-p4", 2, 4, p16, 2, c4, true, 1),
+        ("pairs16-r2-p4-d4", 2, 4, p16, 4, c4, true, 1),
+        ("pairs16-r4-p8", 4, 8, p16, 2, sms * 2, true, 1),
+        ("pairs16-r8-p4", 8, 4, p16, 2, c4, true, 1),
+        ("pairs16-r4-p4-nocap", 4, 4, p16, 2, 0, true, 1),
+        ("pairs16-r2-p8-c8", 2, 8, p16, 2, c8, true, 1),
+        ("pairs16-r1-p8-d4-c8", 1, 8, p16, 4, c8, true, 1),
+        ("pairs16-r4-p4-smemreduce", 4, 4, p16, 2, c4, false, 1),
+    ]
+    .into_iter()
+    .map(
+        |(name, rows, planes, lut, depth, cubes, use_plane, split)| {
+            (
+                name.to_string(),
+                GemvConfig {
+                    rows_per_plane: rows,
+                    planes,
+                    lut,
+                    use_plane,
+                    depth,
+                    max_cubes: cubes,
+                    split_k: split,
+                },
+            )
         },
-    ));
-    v
+    )
+    .collect()
 }
 
 fn new_rng() -> Rng {

@@ -49,6 +49,24 @@ pub(crate) fn plane_totals<E: Numeric>(
     sync_cube();
 }
 
+/// The total of output `i` over the `split` planes from `first` on (split-K: planes that shared
+/// their rows), from the per-plane totals [`plane_totals`] left in `totals`.
+#[cube]
+pub(crate) fn split_total<E: Numeric>(
+    totals: &SharedMemory<E>,
+    first: usize,
+    i: usize,
+    #[comptime] count: usize,
+    #[comptime] split: usize,
+) -> E {
+    let mut v = E::from_int(0);
+    #[unroll]
+    for p in 0..split {
+        v += totals[(first + p) * count + i];
+    }
+    v
+}
+
 /// The fused kernel. A cube is `32 x planes` units; each plane of 32 owns `rows` consecutive
 /// weight rows, each unit a 16-byte chunk (32 codes) of every one of them per step, so that a
 /// plane reads 512 contiguous bytes of a row per load. The x values of a chunk are loaded once
@@ -286,11 +304,7 @@ pub(crate) fn gemv4_kernel<F: Float, NX: Size>(
                 let mi = i % m;
                 let row = row0 + r;
                 if row < n {
-                    let mut v = 0.0f32;
-                    #[unroll]
-                    for p in 0..split {
-                        v += totals[(warp + p) * comptime!(rows * m) + i];
-                    }
+                    let mut v = split_total(&totals, warp, i, comptime!(rows * m), split);
                     if comptime!(has_bias) {
                         v += f32::cast_from(bias[row]);
                     }

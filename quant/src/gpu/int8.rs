@@ -6,7 +6,7 @@ use cubecl::prelude::*;
 use cubecl::server::Handle;
 
 use super::device::{MAX_GEMV_ROWS, check_capacity, check_shared, split_for};
-use super::gemv4::plane_totals;
+use super::gemv4::{plane_totals, split_total};
 use super::{check_dtype, cube_count, planes_of_32, upload_f32, upload_padded, with_float};
 use crate::codec::Int8Rowwise;
 use crate::codec::int8::{INV_127, INV_127_SQ};
@@ -275,11 +275,7 @@ pub(crate) fn int8_gemv_kernel<F: Float>(
                 let mi = i % m;
                 let row = row0 + r;
                 if row < n {
-                    let mut total = 0i32;
-                    #[unroll]
-                    for p in 0..split {
-                        total += totals[(warp + p) * comptime!(rows * m) + i];
-                    }
+                    let total = split_total(&totals, warp, i, comptime!(rows * m), split);
                     let sb = scb[row];
                     let mut v = (f32::cast_from(total) * (sca[mi] * sb)) * INV_127_SQ;
                     if comptime!(has_bias) {
