@@ -5,6 +5,7 @@
 //! `raise_exception` and `strftime_now`, and the `{% generation %}` tag. This module builds the
 //! same on minijinja, with Python's spelling of values (`True`, `None`, `['a']`) when printed.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
@@ -98,7 +99,8 @@ pub(crate) fn new_environment() -> Environment<'static> {
     // Template names such as `tokenizer_config.json` must not switch on JSON escaping.
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
-    env.set_debug(false);
+    // minijinja is built without its `debug` feature (source snippets in errors, spans): errors
+    // still carry the template name and line, which is all `map_error` reads.
     env.set_formatter(|out, _state, value| {
         match value.as_str() {
             Some(s) if value.kind() == ValueKind::String => out.write_str(s),
@@ -246,6 +248,9 @@ fn truncate(value: &Value, args: Rest<ValueOrKwargs>) -> Result<String, Error> {
 
 /// transformers' `tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`.
 fn tojson(value: &Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
+    if args.0.is_empty() {
+        return python::json_dumps_value(value, &JsonOptions::default());
+    }
     let [ensure_ascii, indent, separators, sort_keys] =
         python_args(args, ["ensure_ascii", "indent", "separators", "sort_keys"])?;
     let mut opts = JsonOptions {
@@ -256,13 +261,18 @@ fn tojson(value: &Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     opts.indent = match indent {
         None => None,
         Some(v) if v.is_none() => None,
-        Some(v) if v.kind() == ValueKind::String => Some(v.as_str().unwrap_or_default().to_owned()),
+        Some(v) if v.kind() == ValueKind::String => {
+            Some(v.as_str().unwrap_or_default().to_owned().into())
+        }
         Some(v) if v.kind() == ValueKind::Bool => {
-            Some(if v.is_true() { " " } else { "" }.to_owned())
+            Some(Cow::Borrowed(if v.is_true() { " " } else { "" }))
         }
         Some(v) => {
-            let n = i64::try_from(v)?;
-            Some(" ".repeat(n.max(0) as usize))
+            let n = usize::try_from(i64::try_from(v)?.max(0)).unwrap_or(0);
+            Some(match SPACES.get(..n) {
+                Some(spaces) => Cow::Borrowed(spaces),
+                None => Cow::Owned(" ".repeat(n)),
+            })
         }
     };
     if opts.indent.is_some() {
@@ -283,8 +293,11 @@ fn tojson(value: &Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
             }
         }
     }
-    python::json_dumps(value, &opts).map(Value::from)
+    python::json_dumps_value(value, &opts)
 }
+
+/// Indents of up to 16 spaces, borrowed rather than built for every `tojson(indent=n)`.
+const SPACES: &str = "                ";
 
 /// jinja2's `map`/`select`/`reject`/`selectattr`/`rejectattr`: a falsy input gives nothing
 /// (they start with `if value:`), and the result is a one-shot generator, as in Python (so
@@ -408,12 +421,28 @@ fn string(value: &Value) -> Value {
 }
 
 /// jinja2's `trim(value, chars=None)`: Python's `str.strip()`.
-fn trim(value: &Value, chars: Option<String>) -> String {
+///
+/// A string with nothing to strip comes back as the same value, without a copy.
+fn trim(value: &Value, chars: Option<String>) -> Value {
+    if value.kind() == ValueKind::String && !value.is_safe() {
+        let s = value.as_str().unwrap_or_default();
+        let kept = strip(s, chars.as_deref());
+        return if kept.len() == s.len() {
+            value.clone()
+        } else {
+            Value::from(kept)
+        };
+    }
     let mut s = String::new();
     python::py_str(&mut s, value);
+    Value::from(strip(&s, chars.as_deref()))
+}
+
+/// Python's `s.strip(chars)`.
+fn strip<'a>(s: &'a str, chars: Option<&str>) -> &'a str {
     match chars {
-        Some(chars) => s.trim_matches(|c| chars.contains(c)).to_owned(),
-        None => s.trim_matches(python::is_py_space).to_owned(),
+        Some(chars) => s.trim_matches(|c| chars.contains(c)),
+        None => s.trim_matches(python::is_py_space),
     }
 }
 
@@ -561,6 +590,21 @@ mod tests {
             "a{%- filter __kiln_generation -%}b{% endfilter %}c{% if x %}{%+filter __kiln_generation%}{%endfilter+%}{% endif %}"
         );
         assert_eq!(rewrite_generation_tags("{% generations %}{{ x }}"), None);
+    }
+
+    #[test]
+    fn json_arrays_behave_as_python_lists() {
+        // Expected: jinja2 3.1 (sandboxed, as transformers) on the same template and values.
+        let env = new_environment();
+        let src = "{{ x[-1] }}|{{ x[1:] }}|{{ x|length }}|{% for i in x %}{{ i }}{% endfor %}|\
+                   {{ x|tojson }}|{{ 2 in x }}|{{ x|reverse|list }}|{{ x == [1, 2, 3] }}|\
+                   {{ x[0:2]|join(\",\") }}|{{ m[\"k\"][-1][\"a\"] }}";
+        let x = crate::value::from_json(&serde_json::json!([1, 2, 3]));
+        let m = crate::value::from_json(&serde_json::json!({"k": [{"a": 1}, {"a": "z"}]}));
+        let got = env
+            .render_str(src, minijinja::context! { x => x, m => m })
+            .unwrap();
+        assert_eq!(got, "3|[2, 3]|3|123|[1, 2, 3]|True|[3, 2, 1]|True|1,2|z");
     }
 
     #[test]

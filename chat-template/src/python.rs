@@ -10,14 +10,14 @@ use std::fmt::Write as _;
 use minijinja::value::{Value, ValueKind};
 use minijinja::{Error, ErrorKind};
 
-use crate::value::JsonMap;
+use crate::value::{JsonMap, seq_items};
 
 /// Options of `json.dumps` that transformers' `tojson` exposes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct JsonOptions {
     pub ensure_ascii: bool,
     /// `None`: one line; `Some(s)`: newline before every item, indented by `s` per level.
-    pub indent: Option<String>,
+    pub indent: Option<Cow<'static, str>>,
     pub item_separator: Cow<'static, str>,
     pub key_separator: Cow<'static, str>,
     pub sort_keys: bool,
@@ -50,7 +50,7 @@ fn not_serializable(value: &Value) -> Error {
 /// The entries of a map value, in insertion order.
 pub(crate) fn map_entries(value: &Value) -> Vec<(Value, Value)> {
     if let Some(map) = value.downcast_object_ref::<JsonMap>() {
-        return map.0.clone();
+        return map.pairs().to_vec();
     }
     match value.as_object().and_then(|o| o.try_iter_pairs()) {
         Some(pairs) => pairs.collect(),
@@ -60,114 +60,157 @@ pub(crate) fn map_entries(value: &Value) -> Vec<(Value, Value)> {
 
 /// `json.dumps(value, ...)`.
 pub(crate) fn json_dumps(value: &Value, opts: &JsonOptions) -> Result<String, Error> {
-    if let Some(memo) = value
+    let mut writer = JsonWriter::new(opts);
+    writer.value(value, 0)?;
+    Ok(writer.out)
+}
+
+/// `json.dumps(value, ...)` as a template string. A prepared object (see
+/// [`JsonMap`](crate::value::JsonMap)) computes it once per options and shares the text after.
+pub(crate) fn json_dumps_value(value: &Value, opts: &JsonOptions) -> Result<Value, Error> {
+    let memo = value
         .downcast_object_ref::<JsonMap>()
-        .and_then(|m| m.1.as_ref())
-    {
-        if let Some((memo_opts, text)) = memo.get() {
-            if memo_opts == opts {
-                return Ok(text.clone());
+        .and_then(|m| m.1.as_ref());
+    match memo {
+        Some(memo) => match memo.get() {
+            Some((memo_opts, text)) if memo_opts == opts => Ok(text.clone()),
+            Some(_) => json_dumps(value, opts).map(Value::from),
+            None => {
+                let text = Value::from(json_dumps(value, opts)?);
+                let _ = memo.set((opts.clone(), text.clone()));
+                Ok(text)
             }
-        } else {
-            let mut out = String::new();
-            write_json(&mut out, value, opts, 0)?;
-            let _ = memo.set((opts.clone(), out.clone()));
-            return Ok(out);
-        }
-    }
-    let mut out = String::new();
-    write_json(&mut out, value, opts, 0)?;
-    Ok(out)
-}
-
-fn newline_indent(out: &mut String, opts: &JsonOptions, level: usize) {
-    if let Some(indent) = &opts.indent {
-        out.push('\n');
-        for _ in 0..level {
-            out.push_str(indent);
-        }
+        },
+        None => json_dumps(value, opts).map(Value::from),
     }
 }
 
-fn write_json(
-    out: &mut String,
-    value: &Value,
-    opts: &JsonOptions,
-    level: usize,
-) -> Result<(), Error> {
-    match value.kind() {
-        ValueKind::None => out.push_str("null"),
-        ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
-        ValueKind::Number => write_json_number(out, value),
-        ValueKind::String => {
-            write_json_str(out, value.as_str().unwrap_or_default(), opts.ensure_ascii)
-        }
-        ValueKind::Seq => {
-            let mut items = value.try_iter()?.peekable();
-            if items.peek().is_none() {
-                out.push_str("[]");
-                return Ok(());
-            }
-            out.push('[');
-            newline_indent(out, opts, level + 1);
-            for (i, item) in items.enumerate() {
-                if i > 0 {
-                    out.push_str(&opts.item_separator);
-                    newline_indent(out, opts, level + 1);
+/// Writes `json.dumps` output.
+struct JsonWriter<'a> {
+    out: String,
+    opts: &'a JsonOptions,
+    /// `"\n"` and the indent repeated for the deepest level reached so far (indented output).
+    newline: String,
+}
+
+impl<'a> JsonWriter<'a> {
+    fn new(opts: &'a JsonOptions) -> Self {
+        // Deep enough for most documents; deeper levels extend it.
+        let newline = match &opts.indent {
+            Some(indent) => {
+                let mut newline = String::with_capacity(1 + 8 * indent.len());
+                newline.push('\n');
+                for _ in 0..8 {
+                    newline.push_str(indent);
                 }
-                write_json(out, &item, opts, level + 1)?;
+                newline
             }
-            newline_indent(out, opts, level);
-            out.push(']');
+            None => String::new(),
+        };
+        Self {
+            out: String::with_capacity(1024),
+            opts,
+            newline,
         }
-        ValueKind::Map => {
-            let owned;
-            let entries: &[(Value, Value)] = match value.downcast_object_ref::<JsonMap>() {
-                Some(map) => &map.0,
+    }
+
+    /// The newline and indentation before an item at `level` (nothing on one line).
+    fn newline_indent(&mut self, level: usize) {
+        let Some(indent) = &self.opts.indent else {
+            return;
+        };
+        let len = 1 + level * indent.len();
+        while self.newline.len() < len {
+            self.newline.push_str(indent);
+        }
+        self.out.push_str(&self.newline[..len]);
+    }
+
+    fn value(&mut self, value: &Value, level: usize) -> Result<(), Error> {
+        match value.kind() {
+            ValueKind::None => self.out.push_str("null"),
+            ValueKind::Bool => self
+                .out
+                .push_str(if value.is_true() { "true" } else { "false" }),
+            ValueKind::Number => write_json_number(&mut self.out, value),
+            ValueKind::String => write_json_str(
+                &mut self.out,
+                value.as_str().unwrap_or_default(),
+                self.opts.ensure_ascii,
+            ),
+            ValueKind::Seq => match seq_items(value) {
+                Some(items) => self.seq(items, level)?,
                 None => {
-                    owned = map_entries(value);
-                    &owned
+                    let items: Vec<Value> = value.try_iter()?.collect();
+                    self.seq(&items, level)?;
                 }
-            };
-            if entries.is_empty() {
-                out.push_str("{}");
-                return Ok(());
-            }
-            let sorted;
-            let entries: &[(Value, Value)] = if opts.sort_keys {
-                let mut keyed = Vec::with_capacity(entries.len());
-                for (k, v) in entries {
-                    keyed.push((json_key(k)?, (k.clone(), v.clone())));
-                }
-                keyed.sort_by(|a, b| a.0.cmp(&b.0));
-                sorted = keyed.into_iter().map(|(_, kv)| kv).collect::<Vec<_>>();
-                &sorted
-            } else {
-                entries
-            };
-            out.push('{');
-            newline_indent(out, opts, level + 1);
-            for (i, (k, v)) in entries.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(&opts.item_separator);
-                    newline_indent(out, opts, level + 1);
-                }
-                match k.as_str() {
-                    Some(key) if k.kind() == ValueKind::String => {
-                        write_json_str(out, key, opts.ensure_ascii)
-                    }
-                    _ => write_json_str(out, &json_key(k)?, opts.ensure_ascii),
-                }
-                out.push_str(&opts.key_separator);
-                write_json(out, v, opts, level + 1)?;
-            }
-            newline_indent(out, opts, level);
-            out.push('}');
+            },
+            ValueKind::Map => match value.downcast_object_ref::<JsonMap>() {
+                Some(map) => self.map(map.pairs(), level)?,
+                None => self.map(&map_entries(value), level)?,
+            },
+            _ if crate::env::is_py_none(value) => self.out.push_str("null"),
+            _ => return Err(not_serializable(value)),
         }
-        _ if crate::env::is_py_none(value) => out.push_str("null"),
-        _ => return Err(not_serializable(value)),
+        Ok(())
     }
-    Ok(())
+
+    fn seq(&mut self, items: &[Value], level: usize) -> Result<(), Error> {
+        if items.is_empty() {
+            self.out.push_str("[]");
+            return Ok(());
+        }
+        self.out.push('[');
+        self.newline_indent(level + 1);
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.out.push_str(&self.opts.item_separator);
+                self.newline_indent(level + 1);
+            }
+            self.value(item, level + 1)?;
+        }
+        self.newline_indent(level);
+        self.out.push(']');
+        Ok(())
+    }
+
+    fn map(&mut self, entries: &[(Value, Value)], level: usize) -> Result<(), Error> {
+        if entries.is_empty() {
+            self.out.push_str("{}");
+            return Ok(());
+        }
+        let sorted;
+        let entries: &[(Value, Value)] = if self.opts.sort_keys {
+            let mut keyed = Vec::with_capacity(entries.len());
+            for (k, v) in entries {
+                keyed.push((json_key(k)?, (k.clone(), v.clone())));
+            }
+            keyed.sort_by(|a, b| a.0.cmp(&b.0));
+            sorted = keyed.into_iter().map(|(_, kv)| kv).collect::<Vec<_>>();
+            &sorted
+        } else {
+            entries
+        };
+        self.out.push('{');
+        self.newline_indent(level + 1);
+        for (i, (k, v)) in entries.iter().enumerate() {
+            if i > 0 {
+                self.out.push_str(&self.opts.item_separator);
+                self.newline_indent(level + 1);
+            }
+            match k.as_str() {
+                Some(key) if k.kind() == ValueKind::String => {
+                    write_json_str(&mut self.out, key, self.opts.ensure_ascii)
+                }
+                _ => write_json_str(&mut self.out, &json_key(k)?, self.opts.ensure_ascii),
+            }
+            self.out.push_str(&self.opts.key_separator);
+            self.value(v, level + 1)?;
+        }
+        self.newline_indent(level);
+        self.out.push('}');
+        Ok(())
+    }
 }
 
 /// Dict keys as `json.dumps` converts them.
@@ -227,11 +270,36 @@ const fn escape_table() -> [bool; 256] {
 }
 static ESCAPE: [bool; 256] = escape_table();
 
+/// Whether `json.dumps` escapes any byte of `bytes`; eight bytes at a time, as most strings need
+/// no escape at all.
+fn needs_escape(bytes: &[u8], ensure_ascii: bool) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Whether some byte of `x` is below `n` (exact for n <= 0x80).
+    let has_less = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH != 0;
+    // Whether some byte of `x` equals `b`.
+    let has_byte = |x: u64, b: u8| has_less(x ^ (ONES * u64::from(b)), 1);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        if has_less(x, 0x20) || has_byte(x, b'"') || has_byte(x, b'\\') {
+            return true;
+        }
+        if ensure_ascii && (x & HIGH != 0 || has_byte(x, 0x7f)) {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| ESCAPE[b as usize] || (ensure_ascii && b >= 0x7f))
+}
+
 fn write_json_str(out: &mut String, s: &str, ensure_ascii: bool) {
     out.push('"');
-    let bytes = s.as_bytes();
-    let needs = |b: u8| ESCAPE[b as usize] || (ensure_ascii && b >= 0x7f);
-    if !bytes.iter().any(|&b| needs(b)) {
+    if !needs_escape(s.as_bytes(), ensure_ascii) {
         out.push_str(s);
         out.push('"');
         return;
@@ -475,6 +543,32 @@ mod tests {
             pretty,
             "{\n  \"a\": \"\\u00e9\\\"<&>\",\n  \"b\": [\n    1,\n    2.0\n  ]\n}"
         );
+    }
+
+    #[test]
+    fn escape_scan_matches_bytewise() {
+        let bytewise = |b: &[u8], ascii: bool| {
+            b.iter()
+                .any(|&c| c < 0x20 || c == b'"' || c == b'\\' || (ascii && c >= 0x7f))
+        };
+        let specials = [
+            0u8, 0x1f, 0x20, b'"', b'\\', b'!', b'#', b'[', b']', 0x7e, 0x7f, 0x80, 0xff,
+        ];
+        for len in 0..20 {
+            for pos in 0..len {
+                for &c in &specials {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[pos] = c;
+                    for ascii in [false, true] {
+                        assert_eq!(
+                            needs_escape(&bytes, ascii),
+                            bytewise(&bytes, ascii),
+                            "{bytes:?} {ascii}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! [`ChatTemplate::apply`]: transformers' `apply_chat_template(..., tokenize=False)`.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use minijinja::Value;
@@ -12,7 +13,7 @@ use crate::message::Message;
 use crate::python::is_py_space;
 use crate::special::SpecialTokens;
 use crate::template::{ChatTemplate, map_error};
-use crate::value::{from_json, from_json_memo, map_from_pairs};
+use crate::value::{ARG_NAMES, Items, Root, from_json, from_json_memo, map_from_pairs};
 
 /// What [`ChatTemplate::apply`] renders besides the messages.
 #[derive(Debug, Clone, Default)]
@@ -68,7 +69,7 @@ pub struct Rendered {
 /// computed on the first render and reused.
 #[derive(Debug, Clone, Default)]
 pub struct PreparedChat {
-    values: Vec<Value>,
+    values: Arc<Vec<Value>>,
     /// The final message as given (for `continue_final_message`).
     last: Option<Json>,
     tools: Option<Value>,
@@ -109,7 +110,7 @@ impl PreparedChat {
                 self.values.len()
             )));
         };
-        self.values.push(message_value(map));
+        Arc::make_mut(&mut self.values).push(message_value(map));
         self.last = Some(message.clone());
         Ok(())
     }
@@ -149,18 +150,23 @@ fn message_value(map: &Map<String, Json>) -> Value {
             }
         }
     }
-    let mut pairs: Vec<(Value, Value)> = Vec::with_capacity(map.len() + 2);
     let Some((_, reasoning)) = reasoning else {
+        let mut pairs = Items::with_capacity(map.len());
         for (k, v) in map.iter().filter(|(_, v)| !v.is_null()) {
             pairs.push((Value::from(k.as_str()), from_json(v)));
         }
         return map_from_pairs(pairs);
     };
     let reasoning = from_json(reasoning);
+    let mut pairs = Items::with_capacity(map.len() + 2);
     pairs.push((Value::from("thinking"), reasoning.clone()));
     for (k, v) in map.iter().filter(|(_, v)| !v.is_null()) {
         match k.as_str() {
-            "thinking" => pairs[0].1 = from_json(v),
+            "thinking" => {
+                if let Some(first) = pairs.as_mut_slice().first_mut() {
+                    first.1 = from_json(v);
+                }
+            }
             "reasoning_content" => {
                 pairs.push((Value::from("reasoning_content"), reasoning.clone()))
             }
@@ -237,7 +243,7 @@ impl ChatTemplate {
             .tools
             .as_ref()
             .map(|items| Value::from(items.iter().map(from_json).collect::<Vec<_>>()));
-        self.render_values(message_values, chat.last().copied(), tools, opts)
+        self.render_values(Arc::new(message_values), chat.last().copied(), tools, opts)
     }
 
     /// Renders a [`PreparedChat`]: the same output as [`apply_json`](Self::apply_json) with its
@@ -290,7 +296,7 @@ impl ChatTemplate {
     /// JSON (for `continue_final_message`), `tools` the tool list value.
     fn render_values(
         &self,
-        mut message_values: Vec<Value>,
+        mut message_values: Arc<Vec<Value>>,
         last: Option<&Map<String, Json>>,
         tools: Option<Value>,
         opts: &ApplyOptions,
@@ -310,7 +316,7 @@ impl ChatTemplate {
                     .iter()
                     .map(|(k, v)| (Value::from(k.as_str()), from_json(v)))
                     .collect();
-                if let Some(slot) = message_values.last_mut() {
+                if let Some(slot) = Arc::make_mut(&mut message_values).last_mut() {
                     *slot = map_from_pairs(pairs);
                 }
                 Some(text)
@@ -318,37 +324,32 @@ impl ChatTemplate {
             _ => None,
         };
 
-        let mut ctx: Vec<(String, Value)> = Vec::with_capacity(8 + opts.extra.len());
+        let mut vars: Vec<(Value, Value)> = Vec::with_capacity(7 + opts.extra.len());
         for (name, token) in opts.special_tokens.template_vars() {
-            ctx.push((name.to_owned(), Value::from(token)));
+            vars.push((Value::from(name), Value::from(token)));
         }
         for (k, v) in &opts.extra {
-            if matches!(
-                k.as_str(),
-                "messages" | "tools" | "documents" | "add_generation_prompt"
-            ) {
+            if ARG_NAMES.contains(&k.as_str()) {
                 return Err(Error::InvalidInput(format!(
                     "extra variable `{k}` clashes with the argument of the same name"
                 )));
             }
-            ctx.retain(|(name, _)| name != k);
-            ctx.push((k.clone(), from_json(v)));
+            vars.retain(|(name, _)| name.as_str() != Some(k.as_str()));
+            vars.push((Value::from(k.as_str()), from_json(v)));
         }
-        let to_list = |items: &Option<Vec<Json>>| match items {
+        let documents = match &opts.documents {
             Some(items) => Value::from(items.iter().map(from_json).collect::<Vec<_>>()),
             None => Value::from_object(env::PyNone),
         };
-        ctx.push(("messages".into(), Value::from(message_values)));
-        ctx.push((
-            "tools".into(),
-            tools.unwrap_or_else(|| Value::from_object(env::PyNone)),
-        ));
-        ctx.push(("documents".into(), to_list(&opts.documents)));
-        ctx.push((
-            "add_generation_prompt".into(),
-            Value::from(opts.add_generation_prompt),
-        ));
-        let ctx = map_from_pairs(ctx.into_iter().map(|(k, v)| (Value::from(k), v)).collect());
+        let ctx = Value::from_object(Root {
+            args: [
+                Value::from_dyn_object(message_values),
+                tools.unwrap_or_else(|| Value::from_object(env::PyNone)),
+                documents,
+                Value::from(opts.add_generation_prompt),
+            ],
+            vars,
+        });
 
         let raw = {
             let _now = NowGuard::set(opts.now);

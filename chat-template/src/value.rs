@@ -2,15 +2,21 @@
 //!
 //! Chat inputs are small JSON objects (a message has 2-5 keys, a tool schema a handful per
 //! level), so they become [`JsonMap`]s: insertion-ordered pairs found by a linear scan, which
-//! is cheaper to build than a hashed map and keeps Python's dict order.
+//! is cheaper to build than a hashed map and keeps Python's dict order. Arrays become
+//! [`JsonList`]s. Both keep a few items in place ([`Items`]), so a small container costs one
+//! allocation rather than two.
 
 use std::sync::{Arc, OnceLock};
 
 use minijinja::Value;
 use minijinja::value::{Enumerator, Object, ObjectExt, ObjectRepr};
 use serde_json::Value as Json;
+use smallvec::SmallVec;
 
 use crate::python::JsonOptions;
+
+/// The items of a container: up to 4 in place, more on the heap.
+pub(crate) type Items<T> = SmallVec<[T; 4]>;
 
 /// A JSON object as a template map: pairs in insertion order.
 ///
@@ -18,10 +24,26 @@ use crate::python::JsonOptions;
 /// [`PreparedChat`](crate::PreparedChat)) also remember their top-level `tojson` text: the value
 /// is immutable, so `json.dumps` of it with the same options gives the same string every render.
 #[derive(Debug, Default)]
-pub(crate) struct JsonMap(pub Vec<(Value, Value)>, pub Option<DumpsMemo>);
+pub(crate) struct JsonMap(pub Items<(Value, Value)>, pub Option<DumpsMemo>);
 
-/// The first top-level `tojson` rendering of a prepared object, with the options it used.
-pub(crate) type DumpsMemo = OnceLock<(JsonOptions, String)>;
+/// The first top-level `tojson` rendering of a prepared object (a template string), with the
+/// options it used.
+pub(crate) type DumpsMemo = OnceLock<(JsonOptions, Value)>;
+
+impl JsonMap {
+    /// The pairs, in insertion order.
+    pub(crate) fn pairs(&self) -> &[(Value, Value)] {
+        self.0.as_slice()
+    }
+
+    /// The value of the string key `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<&Value> {
+        self.pairs()
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+    }
+}
 
 impl Object for JsonMap {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
@@ -29,23 +51,49 @@ impl Object for JsonMap {
     }
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let key = key.as_str()?;
-        self.0
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v.clone())
+        self.get(key.as_str()?).cloned()
+    }
+
+    fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
+        self.get(key).cloned()
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        self.mapped_rev_enumerator(|this| Box::new(this.0.iter().map(|(k, _)| k.clone())))
+        self.mapped_rev_enumerator(|this| Box::new(this.pairs().iter().map(|(k, _)| k.clone())))
     }
 
     fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
-        Some(self.0.len())
+        Some(self.pairs().len())
     }
 }
 
-/// Converts JSON to a template value (objects become [`JsonMap`]s).
+/// A JSON array as a template sequence (as a `Vec<Value>` behaves).
+#[derive(Debug, Default)]
+pub(crate) struct JsonList(pub Items<Value>);
+
+impl Object for JsonList {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.as_slice().get(key.as_usize()?).cloned()
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Seq(self.0.as_slice().len())
+    }
+}
+
+/// The items of a sequence value built by this crate or by minijinja, when it is one.
+pub(crate) fn seq_items(value: &Value) -> Option<&[Value]> {
+    if let Some(list) = value.downcast_object_ref::<JsonList>() {
+        return Some(list.0.as_slice());
+    }
+    value.downcast_object_ref::<Vec<Value>>().map(Vec::as_slice)
+}
+
+/// Converts JSON to a template value (objects become [`JsonMap`]s, arrays [`JsonList`]s).
 pub(crate) fn from_json(v: &Json) -> Value {
     match v {
         Json::Null => Value::from(()),
@@ -60,7 +108,7 @@ pub(crate) fn from_json(v: &Json) -> Value {
             }
         }
         Json::String(s) => Value::from(s.as_str()),
-        Json::Array(items) => Value::from(items.iter().map(from_json).collect::<Vec<_>>()),
+        Json::Array(items) => Value::from_object(JsonList(items.iter().map(from_json).collect())),
         Json::Object(map) => Value::from_object(JsonMap(
             map.iter()
                 .map(|(k, v)| (Value::from(k.as_str()), from_json(v)))
@@ -84,6 +132,64 @@ pub(crate) fn from_json_memo(v: &Json) -> Value {
 }
 
 /// A map value from pairs (used for messages after normalization).
-pub(crate) fn map_from_pairs(pairs: Vec<(Value, Value)>) -> Value {
+pub(crate) fn map_from_pairs(pairs: Items<(Value, Value)>) -> Value {
     Value::from_object(JsonMap(pairs, None))
+}
+
+/// The arguments transformers passes to the template by name, in [`Root::args`] order.
+pub(crate) const ARG_NAMES: [&str; 4] = ["messages", "tools", "documents", "add_generation_prompt"];
+
+/// The template's variables: the arguments (found by name without a scan), then the special
+/// tokens and extra variables.
+#[derive(Debug)]
+pub(crate) struct Root {
+    /// The values of [`ARG_NAMES`].
+    pub args: [Value; 4],
+    /// Special tokens and extra variables, in order; none is named as an argument.
+    pub vars: Vec<(Value, Value)>,
+}
+
+impl Root {
+    fn get(&self, key: &str) -> Option<&Value> {
+        match key {
+            "messages" => Some(&self.args[0]),
+            "tools" => Some(&self.args[1]),
+            "documents" => Some(&self.args[2]),
+            "add_generation_prompt" => Some(&self.args[3]),
+            _ => self
+                .vars
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
+        }
+    }
+}
+
+impl Object for Root {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.get(key.as_str()?).cloned()
+    }
+
+    fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
+        self.get(key).cloned()
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        self.mapped_rev_enumerator(|this| {
+            Box::new(
+                this.vars
+                    .iter()
+                    .map(|(k, _)| k.clone())
+                    .chain(ARG_NAMES.iter().map(|n| Value::from(*n))),
+            )
+        })
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        Some(self.vars.len() + ARG_NAMES.len())
+    }
 }
