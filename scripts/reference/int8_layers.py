@@ -7,7 +7,8 @@ of the perplexity slice (128 tokens of Hamlet), keeps the inputs of a few int8 l
 each layer again on the first ROWS rows of its input (the attention-sink token included, where the
 outliers are). Saved per layer: `x` (f32 input), `y` (bitsandbytes' output), `scb` (its weight
 row absmax). The layers: an attention projection and two MLP down projections, the last of which
-has most of its hidden dims above the threshold.
+has most of its hidden dims above the threshold. The header's metadata key `kiln` holds the
+provenance, the model, the threshold and each layer's count of outlier dims (JSON).
 
 Writes testdata/models/smollm2_int8_layers.safetensors.
 Run: python scripts/reference/int8_layers.py  (requirements-perplexity.txt;
@@ -17,10 +18,8 @@ Run: python scripts/reference/int8_layers.py  (requirements-perplexity.txt;
 from __future__ import annotations
 
 import json
-import tempfile
 
 import torch
-import transformers
 from safetensors.torch import save_file
 
 import models_perplexity as mp
@@ -31,17 +30,8 @@ ROWS = 16
 
 
 def main() -> None:
-    gguf = mp.artifact(*mp.MODEL)
-    text = mp.artifact(*mp.TEXT).read_text(encoding="utf-8")
-    tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    ids = tok(text, return_tensors="pt").input_ids[:, :128]
-    f32 = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    config = transformers.BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=6.0)
-    with tempfile.TemporaryDirectory() as tmp:
-        mp.save_plain(f32, tmp)
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            tmp, quantization_config=config, dtype=torch.float32, device_map="cpu"
-        ).eval()
+    f32, ids = mp.load_f32_and_ids(128)
+    model = mp.load_int8(f32)
     modules = dict(model.named_modules())
     inputs = {}
     hooks = [
@@ -63,13 +53,14 @@ def main() -> None:
             tensors[f"{name}.scb"] = modules[name].state.SCB.contiguous()
             info[name] = {"outlier_cols": outliers}
             print(f"{name}: x {tuple(x.shape)}, {outliers} outlier hidden dims, |y| max {y.abs().max():.3f}")
+    # One metadata key: safetensors writes several in hash order, so reruns would differ in bytes.
     meta = {
-        "provenance": json.dumps(provenance("int8_layers.py", ["torch", "transformers", "gguf", "bitsandbytes"])),
+        "provenance": provenance("int8_layers.py", ["torch", "transformers", "gguf", "bitsandbytes"]),
         "model": "/".join(mp.MODEL),
-        "threshold": "6.0",
-        "layers": json.dumps(info),
+        "threshold": 6.0,
+        "layers": info,
     }
-    save_file(tensors, TESTDATA / "models" / "smollm2_int8_layers.safetensors", metadata=meta)
+    save_file(tensors, TESTDATA / "models" / "smollm2_int8_layers.safetensors", metadata={"kiln": json.dumps(meta)})
 
 
 if __name__ == "__main__":

@@ -16,12 +16,10 @@ Run: python scripts/reference/int8_long_perplexity.py  (requirements-perplexity.
 
 from __future__ import annotations
 
-import tempfile
 import time
 
 import bitsandbytes as bnb
 import torch
-import transformers
 
 import models_perplexity as mp
 from common import TESTDATA, provenance, write_json
@@ -39,22 +37,11 @@ def run(label: str, model, ids: torch.Tensor, extra: dict) -> dict:
 
 def main() -> None:
     torch.manual_seed(0)
-    gguf = mp.artifact(*mp.MODEL)
-    text = mp.artifact(*mp.TEXT).read_text(encoding="utf-8")
-    tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    ids = tok(text, return_tensors="pt").input_ids[:, :MAX_TOKENS]
-    assert ids.size(1) == MAX_TOKENS
-
-    f32 = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    f32, ids = mp.load_f32_and_ids(MAX_TOKENS)
     rows = [run("f32", f32.eval(), ids, {"dtype": "float32", "quantization": None})]
-    settings = {"load_in_8bit": True, "llm_int8_threshold": 6.0}
-    with tempfile.TemporaryDirectory() as tmp:
-        mp.save_plain(f32, tmp)
-        del f32
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            tmp, quantization_config=transformers.BitsAndBytesConfig(**settings), dtype=torch.float32, device_map="cpu"
-        ).eval()
-    rows.append(run("int8", model, ids, {"dtype": "float32", "quantization": settings}))
+    model = mp.load_int8(f32)
+    del f32
+    rows.append(run("int8", model, ids, {"dtype": "float32", "quantization": mp.INT8}))
 
     forward = bnb.nn.Linear8bitLt.forward
     draws = []

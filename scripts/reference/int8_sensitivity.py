@@ -11,28 +11,16 @@ float path. BENCHMARKS.md quotes its output.
 Usage: python scripts/reference/int8_sensitivity.py  (requirements-perplexity.txt)
 """
 
-import tempfile
-
 import bitsandbytes as bnb
 import torch
-import transformers
 
 import models_perplexity as mp
 
 
 def main() -> None:
     torch.manual_seed(0)
-    gguf = mp.artifact(*mp.MODEL)
-    text = mp.artifact(*mp.TEXT).read_text(encoding="utf-8")
-    tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    ids = tok(text, return_tensors="pt").input_ids[:, :256]
-    f32 = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    config = transformers.BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=6.0)
-    with tempfile.TemporaryDirectory() as tmp:
-        mp.save_plain(f32, tmp)
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            tmp, quantization_config=config, dtype=torch.float32, device_map="cpu"
-        ).eval()
+    f32, ids = mp.load_f32_and_ids(256)
+    model = mp.load_int8(f32)
     forward = bnb.nn.Linear8bitLt.forward
     print(f"eps 0: ppl {mp.strided_perplexity(model, ids, 128, 64)['ppl']:.4f}")
     for i, eps in enumerate([1e-7] * 5 + [1e-6] * 5):

@@ -121,6 +121,32 @@ def save_plain(model, directory: str) -> None:
     config.save_pretrained(directory)
 
 
+# bitsandbytes' LLM.int8 as `load_in_8bit=True` with the default threshold.
+INT8 = {"load_in_8bit": True, "llm_int8_threshold": 6.0}
+
+
+def load_f32_and_ids(max_tokens: int) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The GGUF dequantized to float32 by transformers, and the first `max_tokens` ids of the text
+    as the GGUF's tokenizer encodes the whole file."""
+    gguf = artifact(*MODEL)
+    text = artifact(*TEXT).read_text(encoding="utf-8")
+    tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    ids = tok(text, return_tensors="pt").input_ids[:, :max_tokens]
+    assert ids.size(1) == max_tokens
+    f32 = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    return f32, ids
+
+
+def load_int8(f32: torch.nn.Module) -> torch.nn.Module:
+    """`f32` saved as a plain checkpoint and loaded back with bitsandbytes' LLM.int8 ([`INT8`]) on
+    the CPU, in eval mode."""
+    with tempfile.TemporaryDirectory() as tmp:
+        save_plain(f32, tmp)
+        return transformers.AutoModelForCausalLM.from_pretrained(
+            tmp, quantization_config=transformers.BitsAndBytesConfig(**INT8), dtype=torch.float32, device_map="cpu"
+        ).eval()
+
+
 def evaluate(label: str, model, ids: torch.Tensor, extra: dict) -> list[dict]:
     """The model's rows of the table, one per setting."""
     rows = []
@@ -141,16 +167,9 @@ def evaluate(label: str, model, ids: torch.Tensor, extra: dict) -> list[dict]:
 def main() -> None:
     torch.manual_seed(0)
     gguf = artifact(*MODEL)
-    text_path = artifact(*TEXT)
-    text = text_path.read_text(encoding="utf-8")
-    tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    encodings = tok(text, return_tensors="pt")
-    longest = max(s[0] for s in SETTINGS)
-    ids = encodings.input_ids[:, :longest]
-    assert ids.size(1) == longest
+    f32, ids = load_f32_and_ids(max(s[0] for s in SETTINGS))
 
     rows = []
-    f32 = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     rows += evaluate("f32", f32, ids, {"dtype": "float32", "quantization": None})
     # Without the `kernels` package transformers dequantizes the whole GGUF into the dtype asked
     # for (plain nn.Linear weights in f16/bf16), whatever its warning about packed weights says.
@@ -163,7 +182,7 @@ def main() -> None:
         ("nf4", dict(load_in_4bit=True, bnb_4bit_quant_type="nf4")),
         ("nf4_dq", dict(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)),
         ("fp4", dict(load_in_4bit=True, bnb_4bit_quant_type="fp4")),
-        ("int8", dict(load_in_8bit=True, llm_int8_threshold=6.0)),
+        ("int8", dict(INT8)),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         save_plain(f32, tmp)
