@@ -38,11 +38,16 @@ impl JsonMap {
 
     /// The value of the string key `key`.
     pub(crate) fn get(&self, key: &str) -> Option<&Value> {
-        self.pairs()
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
+        lookup(self.pairs(), key)
     }
+}
+
+/// The value paired with the string key `key` (the first, scanning in order).
+fn lookup<'a>(pairs: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
+    pairs
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .map(|(_, v)| v)
 }
 
 impl Object for JsonMap {
@@ -156,11 +161,7 @@ impl Root {
             "tools" => Some(&self.args[1]),
             "documents" => Some(&self.args[2]),
             "add_generation_prompt" => Some(&self.args[3]),
-            _ => self
-                .vars
-                .iter()
-                .find(|(k, _)| k.as_str() == Some(key))
-                .map(|(_, v)| v),
+            _ => lookup(&self.vars, key),
         }
     }
 }
