@@ -296,12 +296,94 @@ pub fn attention<B: Backend>(
     options: &AttentionOptions,
 ) -> Result<Tensor<B, 4>, AttentionError> {
     match implementation {
-        AttentionImpl::Eager | AttentionImpl::Auto => eager_attention(q, k, v, options),
+        AttentionImpl::Eager => eager_attention(q, k, v, options),
+        AttentionImpl::Auto => {
+            let k_len = k.dims()[2];
+            match auto_flash(q.clone(), k.clone(), v.clone(), options, k_len, None)? {
+                Some(out) => Ok(out),
+                None => eager_attention(q, k, v, options),
+            }
+        }
         AttentionImpl::Sdpa => sdpa_attention(q, k, v, options),
         AttentionImpl::Flash => {
             let k_len = k.dims()[2];
             flash_attention(q, k, v, &flash_params(options, k_len)?)
         }
+    }
+}
+
+/// Attention over a KV cache buffer of which only the first `used` positions hold keys (as
+/// FlashAttention's `flash_attn_with_kvcache` with `cache_seqlens`): `k`/`v` are `[batch,
+/// kv_heads, capacity, head_dim]` and the queries are the last `q_len` of the `used` keys.
+/// Masks (`options`) describe the `used` keys only. The flash kernels read the buffers as they
+/// are; the other implementations see the first `used` positions.
+pub fn attention_with_kvcache<B: Backend>(
+    implementation: AttentionImpl,
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    used: usize,
+    options: &AttentionOptions,
+) -> Result<Tensor<B, 4>, AttentionError> {
+    let [batch, _, capacity, _] = k.dims();
+    if used > capacity || used < q.dims()[2] {
+        return Err(AttentionError::Shape(format!(
+            "{used} used cache positions for {} queries and a capacity of {capacity}",
+            q.dims()[2]
+        )));
+    }
+    let narrowed = |k: Tensor<B, 4>, v: Tensor<B, 4>| {
+        if used == capacity {
+            (k, v)
+        } else {
+            (k.narrow(2, 0, used), v.narrow(2, 0, used))
+        }
+    };
+    match implementation {
+        AttentionImpl::Flash | AttentionImpl::Auto => {
+            let lens = Some(vec![used; batch]);
+            let flash = auto_flash(q.clone(), k.clone(), v.clone(), options, used, lens);
+            match flash {
+                Ok(Some(out)) => Ok(out),
+                Ok(None) if implementation == AttentionImpl::Auto => {
+                    let (k, v) = narrowed(k, v);
+                    eager_attention(q, k, v, options)
+                }
+                // Flash asked for: its own error says why it cannot run.
+                Ok(None) => {
+                    let (k, v) = narrowed(k, v);
+                    attention(implementation, q, k, v, options)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        AttentionImpl::Eager | AttentionImpl::Sdpa => {
+            let (k, v) = narrowed(k, v);
+            attention(implementation, q, k, v, options)
+        }
+    }
+}
+
+/// The flash kernels where they run this case; `Ok(None)` where they do not (another backend,
+/// dtype, head size, a padding mask), so that `Auto` takes the eager path.
+fn auto_flash<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    options: &AttentionOptions,
+    k_len: usize,
+    key_lens: Option<Vec<usize>>,
+) -> Result<Option<Tensor<B, 4>>, AttentionError> {
+    options.validate(q.dims()[0], k_len)?;
+    let params = match flash_params(options, k_len) {
+        Ok(p) => FlashParams { key_lens, ..p },
+        Err(AttentionError::Unsupported { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match flash_attention(q, k, v, &params) {
+        Ok(out) => Ok(Some(out)),
+        Err(AttentionError::Unsupported { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

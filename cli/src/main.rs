@@ -2,8 +2,9 @@
 
 mod commands;
 mod device;
+mod output;
 
-use std::io;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -78,17 +79,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info { json } => {
             let device = cli.device.resolve()?;
             let backends = device::compiled_backends();
+            let mut out = io::stdout().lock();
             if json {
                 let v = serde_json::json!({
                     "version": env!("CARGO_PKG_VERSION"),
                     "backends": backends,
                     "device": device.to_string(),
                 });
-                println!("{v}");
+                writeln!(out, "{v}")?;
             } else {
-                println!("kiln {}", env!("CARGO_PKG_VERSION"));
-                println!("backends: {}", backends.join(", "));
-                println!("device:   {device}");
+                writeln!(out, "kiln {}", env!("CARGO_PKG_VERSION"))?;
+                writeln!(out, "backends: {}", backends.join(", "))?;
+                writeln!(out, "device:   {device}")?;
             }
             Ok(())
         }
@@ -100,19 +102,24 @@ fn run(cli: Cli) -> Result<()> {
         Command::Quantize(args) => commands::quantize::run(args),
         Command::Template(args) => commands::template::run(args),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut io::stdout());
-            Ok(())
+            // clap_complete panics on a failed write: render first, then write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut script);
+            Ok(output::write_stdout(&script)?)
         }
     }
 }
 
 fn main() -> ExitCode {
+    output::exit_quietly_on_broken_pipe_panics();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader is gone (`kiln ... | head`): nobody is left to tell.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", output::error_chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -151,6 +151,33 @@ impl ModelConfig {
     }
 }
 
+/// The sizes and constants every decoder needs, checked once at load: a config with zero
+/// layers, a zero width, a non-positive epsilon or RoPE base loads into a model that only
+/// produces garbage, so it is refused with the key named.
+pub(crate) fn check_decoder(
+    arch: &str,
+    sizes: &[(&str, usize)],
+    eps: f64,
+    rope_bases: &[f64],
+) -> Result<(), ModelError> {
+    if let Some((key, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+        return Err(ModelError::Config(format!(
+            "{arch}: {key} must be at least 1"
+        )));
+    }
+    if !(eps > 0.0 && eps.is_finite()) {
+        return Err(ModelError::Config(format!(
+            "{arch}: rms_norm_eps must be a positive number, got {eps}"
+        )));
+    }
+    if let Some(theta) = rope_bases.iter().find(|t| !(**t > 0.0 && t.is_finite())) {
+        return Err(ModelError::Config(format!(
+            "{arch}: rope_theta must be a positive number, got {theta}"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

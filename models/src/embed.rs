@@ -490,6 +490,13 @@ impl<B: Backend> EmbeddingPipeline<B> {
             .convert::<f32>()
             .to_vec()
             .map_err(|e| ModelError::Config(format!("reading embeddings back: {e:?}")))?;
+        if let Some(i) = flat.iter().position(|v| !v.is_finite()) {
+            return Err(ModelError::Input(format!(
+                "an embedding holds {}: the model's weights or activations hold non-finite \
+                 values",
+                flat[i]
+            )));
+        }
         Ok(flat.chunks_exact(d).map(<[f32]>::to_vec).collect())
     }
 }

@@ -84,6 +84,9 @@ pub enum ModelError {
     /// A config value kiln cannot use.
     #[error("invalid config: {0}")]
     Config(String),
+    /// An input the model cannot take (too long, non-finite results, ...).
+    #[error("{0}")]
+    Input(String),
 }
 
 impl ModelError {

@@ -92,6 +92,18 @@ impl LlamaConfig {
                 c.kv_heads()
             )));
         }
+        crate::config::check_decoder(
+            "llama",
+            &[
+                ("num_hidden_layers", c.num_hidden_layers),
+                ("hidden_size", c.hidden_size),
+                ("intermediate_size", c.intermediate_size),
+                ("vocab_size", c.vocab_size),
+                ("head_dim", c.head_dim()),
+            ],
+            c.rms_norm_eps,
+            &[c.rope_theta],
+        )?;
         Ok(c)
     }
 
@@ -339,5 +351,41 @@ impl<B: Backend> CausalLm<B> for Llama<B> {
 
     fn new_cache(&self) -> KvCache<B> {
         Llama::new_cache(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config(overrides: serde_json::Value) -> Result<LlamaConfig, ModelError> {
+        let mut v = json!({
+            "model_type": "llama", "hidden_size": 64, "intermediate_size": 112,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "vocab_size": 128, "rms_norm_eps": 1e-5, "rope_theta": 10000.0
+        });
+        for (k, x) in overrides.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        LlamaConfig::from_config(&ModelConfig::from_value(v)?)
+    }
+
+    #[test]
+    fn configs_that_cannot_work_are_refused_naming_the_key() {
+        assert!(config(json!({})).is_ok());
+        for (overrides, key) in [
+            (json!({"num_hidden_layers": 0}), "num_hidden_layers"),
+            (json!({"hidden_size": 0}), "hidden_size"),
+            (json!({"vocab_size": 0}), "vocab_size"),
+            (json!({"rms_norm_eps": -1e-5}), "rms_norm_eps"),
+            (json!({"rms_norm_eps": 0.0}), "rms_norm_eps"),
+            (json!({"rope_theta": 0.0}), "rope_theta"),
+            (json!({"rope_theta": -5.0}), "rope_theta"),
+            (json!({"num_attention_heads": 0}), "num_attention_heads"),
+        ] {
+            let err = config(overrides.clone()).unwrap_err().to_string();
+            assert!(err.contains(key), "{overrides}: {err}");
+        }
     }
 }

@@ -84,6 +84,8 @@ pub struct ChatPipeline<B: Backend> {
     defaults: GenerationConfig,
     device: B::Device,
     origin: PathBuf,
+    /// `max_position_embeddings` (GGUF: `context_length`): the longest sequence it takes.
+    max_positions: Option<usize>,
 }
 
 impl<B: Backend> ChatPipeline<B> {
@@ -118,6 +120,12 @@ impl<B: Backend> ChatPipeline<B> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let mut source = dir_source(dir, options)?;
         let model = registry.build_causal_lm(&config, &mut source, options)?;
+        let max_positions = config
+            .text
+            .get("max_position_embeddings")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n > 0);
         let tokenizer = Tokenizer::from_dir(dir)?;
         let template = ChatTemplate::from_model_dir(dir)?;
         let generation_config = dir.join("generation_config.json");
@@ -135,6 +143,7 @@ impl<B: Backend> ChatPipeline<B> {
             defaults,
             device: options.device.clone(),
             origin: dir.to_path_buf(),
+            max_positions,
         })
     }
 
@@ -176,6 +185,7 @@ impl<B: Backend> ChatPipeline<B> {
             defaults: GenerationConfig::default(),
             device: options.device.clone(),
             origin: path.to_path_buf(),
+            max_positions: hints.max_position_embeddings.filter(|&n| n > 0),
         })
     }
 
@@ -226,6 +236,34 @@ impl<B: Backend> ChatPipeline<B> {
         self.generate_ids(&prompt, config, on_text)
     }
 
+    /// The longest sequence (prompt and new tokens) the model takes, from its config
+    /// (`max_position_embeddings`, GGUF `context_length`), when it says.
+    pub fn max_positions(&self) -> Option<usize> {
+        self.max_positions
+    }
+
+    /// Refuses prompts longer than the model takes and bounds the new tokens so that prompt and
+    /// answer fit (generation then stops with [`crate::generate::StopReason::MaxTokens`]).
+    fn fit_positions(
+        &self,
+        longest_prompt: usize,
+        config: &mut GenerationConfig,
+    ) -> Result<(), ModelError> {
+        let Some(limit) = self.max_positions else {
+            return Ok(());
+        };
+        if longest_prompt > limit {
+            return Err(ModelError::Input(format!(
+                "the prompt has {longest_prompt} tokens; the model takes at most {limit} \
+                 (max_position_embeddings)"
+            )));
+        }
+        let room = limit - longest_prompt;
+        let budget = config.new_token_budget(longest_prompt).min(room);
+        config.max_new_tokens = Some(budget);
+        Ok(())
+    }
+
     /// Generates after raw prompt ids.
     pub fn generate_ids(
         &self,
@@ -234,6 +272,7 @@ impl<B: Backend> ChatPipeline<B> {
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Generation, ModelError> {
         let mut config = config.clone();
+        self.fit_positions(prompt.len(), &mut config)?;
         for &t in &self.terminators {
             if !config.eos_token_id.contains(&t) {
                 config.eos_token_id.push(t);
@@ -274,6 +313,8 @@ impl<B: Backend> ChatPipeline<B> {
         on_text: &mut dyn FnMut(usize, &str) -> ControlFlow<()>,
     ) -> Result<Vec<Generation>, ModelError> {
         let mut config = config.clone();
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        self.fit_positions(longest, &mut config)?;
         for &t in &self.terminators {
             if !config.eos_token_id.contains(&t) {
                 config.eos_token_id.push(t);
@@ -310,6 +351,15 @@ impl<B: Backend> ChatPipeline<B> {
         config: &PerplexityConfig,
         on_progress: &mut dyn FnMut(&PerplexityProgress),
     ) -> Result<Perplexity, ModelError> {
+        if let Some(limit) = self.max_positions
+            && config.context > limit
+        {
+            return Err(ModelError::Input(format!(
+                "a context of {} tokens is more than the model takes ({limit}, \
+                 max_position_embeddings)",
+                config.context
+            )));
+        }
         perplexity::<B, _>(self.model.as_ref(), ids, config, &self.device, on_progress)
     }
 }

@@ -5,9 +5,10 @@
 //! `gpu_bench [OUT.json] [--quick] [--sweep]` on the GPU machine. `--quick` runs the checks and
 //! one timing per table (a smoke test); `--sweep` also checks and times every GEMV launch
 //! variant (slow: each one is compiled). `--variants` skips the checks and times only the default
-//! GEMV and its launch variants at two shapes; `--ncu` launches each kernel of interest twice at a
-//! large shape and exits (for a profiler's kernel filter). `benches/gpu/` holds the torch / bitsandbytes counterpart
-//! and the script that merges both into a table.
+//! GEMV and its launch variants at two shapes; `--dense [--sweep]` checks and times only the
+//! dense GEMV (and its launch variants); `--ncu` launches each kernel of interest twice at a
+//! large shape and exits (for a profiler's kernel filter). `benches/gpu/` holds the torch /
+//! bitsandbytes counterpart and the script that merges both into a table.
 
 use std::time::Instant;
 
@@ -15,7 +16,8 @@ use cubecl::prelude::*;
 use cubecl::server::Handle;
 use kiln_quant::codec::{FloatDtype, FourBitType, Int8Rowwise, Quantized4bit, int8_linear};
 use kiln_quant::gpu::{
-    self, DeviceInt8, DeviceQuant4, GemvConfig, Int8Config, LutMode, quantize_4bit_device,
+    self, DenseConfig, DeviceDense, DeviceInt8, DeviceQuant4, GemvConfig, Int8Config, LutMode,
+    quantize_4bit_device,
 };
 use kiln_quant::half::{bf16, f16};
 use serde_json::{Value, json};
@@ -576,6 +578,8 @@ fn run_checks<R: Runtime>(client: &ComputeClient<R>, checks: &mut Checks, rng: &
         }
     }
 
+    check_dense(client, checks, rng, false);
+
     // LLM.int8 against the CPU codec.
     let ishapes: &[(usize, usize)] = if small() {
         &[(37, 100)]
@@ -683,6 +687,84 @@ fn run_checks<R: Runtime>(client: &ComputeClient<R>, checks: &mut Checks, rng: &
                         }
                         checks.record(name, pass, ma, mr, String::new());
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The dense GEMV against f64, default launch (`in` = 4100: vectors narrower than 16 bytes);
+/// with `sweep`, every launch variant of [`dense_variants`] in f16 too.
+fn check_dense<R: Runtime>(
+    client: &ComputeClient<R>,
+    checks: &mut Checks,
+    rng: &mut Rng,
+    sweep: bool,
+) {
+    let dtypes = supported_dtypes(client);
+    let dshapes: &[(usize, usize)] = if small() {
+        &[(37, 256), (9, 100)]
+    } else {
+        &[(1000, 4096), (77, 4100)]
+    };
+    for &(n, k) in dshapes {
+        let w = rng.vec(n * k);
+        for &dtype in &dtypes {
+            let w: Vec<f32> = w.iter().map(|v| dtype.round(*v)).collect();
+            let layer =
+                DeviceDense::upload(client, &w, n, k, dtype).unwrap_or_else(|e| panic!("{e}"));
+            for m in [1usize, 4, 16] {
+                let x: Vec<f32> = rng.vec(m * k).iter().map(|v| dtype.round(*v)).collect();
+                let bias: Vec<f32> = rng.vec(n).iter().map(|v| dtype.round(*v)).collect();
+                let (xh, bh) = (
+                    gpu::upload_as(client, &x, dtype),
+                    gpu::upload_as(client, &bias, dtype),
+                );
+                let mut want = vec![(0.0f64, 0.0f64); m * n];
+                for i in 0..m {
+                    for j in 0..n {
+                        let (mut e, mut a) = (bias[j] as f64, bias[j].abs() as f64);
+                        for l in 0..k {
+                            let p = x[i * k + l] as f64 * w[j * k + l] as f64;
+                            e += p;
+                            a += p.abs();
+                        }
+                        want[i * n + j] = (e, a);
+                    }
+                }
+                let mut configs = vec![(
+                    "default".to_string(),
+                    DenseConfig::default_for(client, m, n),
+                )];
+                if sweep && dtype == FloatDtype::F16 {
+                    configs.extend(dense_variants(client, n));
+                }
+                for (cname, config) in configs {
+                    let out = poisoned(client, m * n * dtype.size());
+                    let name = format!("dense {dtype} [{n}x{k}] m={m} {cname}");
+                    let res = layer.gemv_into(client, &xh, m, Some(&bh), &out, config);
+                    let got = match res.and_then(|_| gpu::read_back_f32(client, out, m * n, dtype))
+                    {
+                        Ok(g) => g,
+                        Err(e) => {
+                            checks.record(name, false, f64::NAN, f64::NAN, e.to_string());
+                            continue;
+                        }
+                    };
+                    let (mut ma, mut mr, mut pass) = (0.0f64, 0.0f64, true);
+                    for (g, (e, a)) in got.iter().zip(&want) {
+                        let d = (*g as f64 - e).abs();
+                        pass &= d <= 1e-5 * a + ulp(*e as f32, dtype); // NaN fails
+                        ma = ma.max(d);
+                        mr = mr.max(d / a.max(1e-30));
+                    }
+                    checks.record(
+                        name,
+                        pass,
+                        ma,
+                        mr,
+                        format!("(rel: to sum |x w|) {config:?}"),
+                    );
                 }
             }
         }
@@ -1057,6 +1139,113 @@ fn bench_gemv<R: Runtime>(client: &ComputeClient<R>, quick: bool) -> (Vec<Value>
     (rows, variants)
 }
 
+/// The dense GEMV on f16 weights (torch's `F.linear` in f16 is the reference), weights rotated
+/// past L2 as for the 4-bit GEMV. With `sweep`, every launch variant of [`dense_variants`] too.
+fn bench_dense<R: Runtime>(client: &ComputeClient<R>, quick: bool, sweep: bool) -> Vec<Value> {
+    let mut rows = Vec::new();
+    let shapes: &[(usize, usize)] = if quick { &shapes()[..1] } else { shapes() };
+    for &(n, k) in shapes {
+        let wbytes = 2 * n * k;
+        let copies: Vec<DeviceDense> = (0..ROTATE_BYTES.div_ceil(wbytes).clamp(1, 32))
+            .map(|i| DeviceDense {
+                weight: fill_normal(client, n * k, FloatDtype::F16, 500 + i as u32),
+                rows: n,
+                cols: k,
+                row_stride: k,
+                dtype: FloatDtype::F16,
+            })
+            .collect();
+        for &m in &ROWS {
+            let xs: Vec<Handle> = (0..4)
+                .map(|i| fill_normal(client, m * k, FloatDtype::F16, 950 + i))
+                .collect();
+            let out = client.empty(m * n * 2);
+            let calls = if quick {
+                3
+            } else if n * k >= 100_000_000 {
+                20
+            } else {
+                100
+            };
+            let mut configs = vec![(
+                "default".to_string(),
+                DenseConfig::default_for(client, m, n),
+            )];
+            if sweep {
+                configs.extend(dense_variants(client, n));
+            }
+            for (name, config) in configs {
+                let t = time_calls(
+                    client,
+                    calls,
+                    if quick || name != "default" { 3 } else { 11 },
+                    |i| {
+                        let w = &copies[i % copies.len()];
+                        if let Err(e) =
+                            w.gemv_into(client, &xs[i % xs.len()], m, None, &out, config)
+                        {
+                            panic!("{e}")
+                        }
+                    },
+                    || touch(client, &out),
+                );
+                let bytes = wbytes + 2 * m * (n + k);
+                let gbps = bytes as f64 / (t.per_call_us * 1e3);
+                println!(
+                    "dense f16 [{n}x{k}] m={m} {name}: {:.2} us ({:.1} us synchronized), {gbps:.0} GB/s, {} copies",
+                    t.per_call_us,
+                    t.single_us,
+                    copies.len()
+                );
+                rows.push(
+                    json!({"kind": "dense-f16", "shape": [n, k], "m": m, "variant": name,
+                    "us": t.per_call_us, "us_single": t.single_us, "bytes": bytes, "gbps": gbps,
+                    "config": format!("{config:?}")}),
+                );
+            }
+        }
+    }
+    rows
+}
+
+/// Launch variants of the dense GEMV (with plane reductions only): rows per plane, vectors in
+/// flight, planes per cube, with and without split-K.
+fn dense_variants<R: Runtime>(client: &ComputeClient<R>, n: usize) -> Vec<(String, DenseConfig)> {
+    if !gpu::planes_of_32(client) {
+        return Vec::new();
+    }
+    let sms = client
+        .properties()
+        .hardware
+        .num_streaming_multiprocessors
+        .unwrap_or(0) as usize;
+    let mut v = Vec::new();
+    for rows in [1usize, 2, 4] {
+        for depth in [1usize, 2, 4] {
+            for planes in [4usize, 8] {
+                let mut split = 1;
+                while split * 2 <= planes && n.div_ceil(rows) * split < sms * 32 {
+                    split *= 2;
+                }
+                for split_k in if split > 1 { vec![1, split] } else { vec![1] } {
+                    v.push((
+                        format!("r{rows}-d{depth}-p{planes}-s{split_k}"),
+                        DenseConfig {
+                            rows_per_plane: rows,
+                            planes,
+                            use_plane: true,
+                            depth,
+                            max_cubes: 0,
+                            split_k,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    v
+}
+
 /// `Linear4bit::forward_device` with f16 compute: the fused GEMV up to `MAX_GEMV_ROWS` tokens,
 /// dequantize + burn's matmul beyond, so that the two paths meet at 16 / 17 tokens.
 fn bench_linear4bit<R: Runtime, B: burn::prelude::Backend>(
@@ -1214,6 +1403,7 @@ fn run<R: Runtime, B: burn::prelude::Backend>(
     let quantize = bench_quantize(client, quick);
     let (gemv, variants) = bench_gemv(client, quick);
     let int8 = bench_int8(client, quick);
+    let dense = bench_dense(client, quick, false);
     let linear4bit = bench_linear4bit::<R, B>(client, burn_device, quick);
 
     let report = json!({
@@ -1227,6 +1417,7 @@ fn run<R: Runtime, B: burn::prelude::Backend>(
         "gemv": gemv,
         "gemv_variants": variants,
         "int8": int8,
+        "dense": dense,
         "linear4bit": linear4bit,
         "seconds": t0.elapsed().as_secs_f64(),
     });
@@ -1264,6 +1455,25 @@ fn variants_run<R: Runtime>(client: &ComputeClient<R>) {
                 t.per_call_us, t.single_us
             );
         }
+    }
+}
+
+/// `--dense [--sweep]`: the dense GEMV's checks and timings only (with `--sweep`, of every
+/// launch variant too).
+fn dense_run<R: Runtime>(client: &ComputeClient<R>, sweep: bool) {
+    let mut checks = Checks {
+        results: Vec::new(),
+        failed: 0,
+    };
+    check_dense(client, &mut checks, &mut new_rng(), sweep);
+    println!(
+        "checks: {} run, {} failed",
+        checks.results.len(),
+        checks.failed
+    );
+    bench_dense(client, false, sweep);
+    if checks.failed > 0 {
+        std::process::exit(3);
     }
 }
 
@@ -1331,11 +1541,16 @@ fn ncu_run<R: Runtime>(client: &ComputeClient<R>) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     #[cfg(feature = "cuda")]
-    if args.iter().any(|a| a == "--variants" || a == "--ncu") {
+    if args
+        .iter()
+        .any(|a| a == "--variants" || a == "--ncu" || a == "--dense")
+    {
         use cubecl::cuda::{CudaDevice, CudaRuntime};
         let client = CudaRuntime::client(&CudaDevice::new(0));
         if args.iter().any(|a| a == "--ncu") {
             ncu_run(&client);
+        } else if args.iter().any(|a| a == "--dense") {
+            dense_run(&client, args.iter().any(|a| a == "--sweep"));
         } else {
             variants_run(&client);
         }

@@ -12,6 +12,7 @@ use kiln_models::generate::StopReason;
 
 use super::common::{ModelArgs, SamplingArgs};
 use crate::device::{Device, Job, run_job};
+use crate::output::{error_chain, is_broken_pipe};
 
 /// Arguments of `kiln chat`.
 #[derive(clap::Args, Debug)]
@@ -36,9 +37,9 @@ impl Job for Chat {
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let args = self.0;
+        let config = args.sampling.config()?;
         eprintln!("loading {} ...", args.model.model.display());
         let pipeline = args.model.load::<B>(device)?;
-        let config = args.sampling.config();
         let interrupted = Arc::new(AtomicBool::new(false));
         {
             let flag = interrupted.clone();
@@ -56,16 +57,26 @@ impl Job for Chat {
             history.push(Message::user(text));
             interrupted.store(false, Ordering::SeqCst);
             let mut stdout = std::io::stdout();
+            let mut write_error = None;
             let out = pipeline.chat(history, &config, &mut |delta| {
-                let _ = stdout.write_all(delta.as_bytes());
-                let _ = stdout.flush();
+                if let Err(e) = stdout
+                    .write_all(delta.as_bytes())
+                    .and_then(|()| stdout.flush())
+                {
+                    // Nobody reads the answer any more: stop generating it.
+                    write_error = Some(e);
+                    return ControlFlow::Break(());
+                }
                 if interrupted.load(Ordering::SeqCst) {
                     ControlFlow::Break(())
                 } else {
                     ControlFlow::Continue(())
                 }
             })?;
-            println!();
+            if let Some(e) = write_error {
+                return Err(e.into());
+            }
+            writeln!(stdout)?;
             if out.stop == StopReason::Interrupted {
                 eprintln!("(stopped)");
             }
@@ -93,10 +104,14 @@ impl Job for Chat {
                 }
                 "/help" => eprintln!("{HELP}"),
                 _ => {
-                    if let Err(e) = answer(&mut history, line.to_owned()) {
-                        // Keep the session: drop the unanswered turn and report.
-                        history.pop();
-                        eprintln!("error: {e:#}");
+                    match answer(&mut history, line.to_owned()) {
+                        Err(e) if is_broken_pipe(&e) => return Err(e),
+                        Err(e) => {
+                            // Keep the session: drop the unanswered turn and report.
+                            history.pop();
+                            eprintln!("error: {}", error_chain(&e));
+                        }
+                        Ok(()) => {}
                     }
                 }
             }

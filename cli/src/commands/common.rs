@@ -163,14 +163,44 @@ pub struct SamplingArgs {
     /// Stop when the output contains this string (repeatable).
     #[arg(long = "stop")]
     pub stop: Vec<String>,
+    /// Never end on an end-of-sequence token: generate `--max-new-tokens` (transformers'
+    /// `min_new_tokens = max_new_tokens`; for benchmarks).
+    #[arg(long)]
+    pub ignore_eos: bool,
 }
 
 impl SamplingArgs {
-    /// The generation config these flags describe.
-    pub fn config(&self) -> GenerationConfig {
+    /// The generation config these flags describe; values transformers would reject (or that
+    /// would silently mean something else) are errors naming the flag.
+    pub fn config(&self) -> Result<GenerationConfig> {
+        let finite = |flag: &str, v: Option<f32>, ok: &dyn Fn(f32) -> bool, want: &str| match v {
+            Some(x) if !(x.is_finite() && ok(x)) => {
+                Err(anyhow::anyhow!("{flag} must be {want}, got {x}"))
+            }
+            _ => Ok(()),
+        };
+        finite(
+            "--temperature",
+            self.temperature,
+            &|x| x >= 0.0,
+            "a number >= 0 (0 is greedy)",
+        )?;
+        finite("--top-p", self.top_p, &|x| x > 0.0 && x <= 1.0, "in (0, 1]")?;
+        finite(
+            "--min-p",
+            self.min_p,
+            &|x| (0.0..=1.0).contains(&x),
+            "in [0, 1]",
+        )?;
+        finite(
+            "--repetition-penalty",
+            self.repetition_penalty,
+            &|x| x > 0.0,
+            "a number > 0",
+        )?;
         let temperature = self.temperature.unwrap_or(0.0);
         let d = GenerationConfig::default();
-        GenerationConfig {
+        Ok(GenerationConfig {
             max_new_tokens: Some(self.max_new_tokens),
             do_sample: temperature > 0.0,
             temperature: if temperature > 0.0 { temperature } else { 1.0 },
@@ -180,7 +210,12 @@ impl SamplingArgs {
             repetition_penalty: self.repetition_penalty.unwrap_or(1.0),
             seed: self.seed,
             stop_strings: self.stop.clone(),
+            min_new_tokens: if self.ignore_eos {
+                self.max_new_tokens
+            } else {
+                d.min_new_tokens
+            },
             ..d
-        }
+        })
     }
 }

@@ -8,7 +8,7 @@ use burn::tensor::backend::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln_models::embed::{EmbeddingPipeline, Pooling};
 
-use super::common::ModelArgs;
+use super::common::{Dtype, ModelArgs, Quant};
 use crate::device::{Device, Job, run_job};
 
 /// `--pooling`.
@@ -54,6 +54,24 @@ pub struct Args {
 }
 
 impl Args {
+    /// Refuses the model flags the embedding pipeline does not apply (it loads encoders
+    /// unquantized, in f32), rather than ignore them.
+    fn check_model_flags(&self) -> Result<()> {
+        let m = &self.model;
+        let flag = if m.quant != Quant::None {
+            "--quant"
+        } else if m.double_quant {
+            "--double-quant"
+        } else if m.compute_dtype.is_some() {
+            "--compute-dtype"
+        } else if m.dtype != Dtype::F32 {
+            "--dtype"
+        } else {
+            return Ok(());
+        };
+        bail!("{flag} is not supported by `kiln embed`: encoders load unquantized, in f32")
+    }
+
     /// The positional texts, then the file's lines.
     fn texts(&self) -> Result<Vec<String>> {
         let mut texts = self.texts.clone();
@@ -85,6 +103,7 @@ impl Job for Embed {
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let args = self.0;
+        args.check_model_flags()?;
         let texts = args.texts()?;
         if args.batch_size == 0 {
             bail!("--batch-size must be at least 1");

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
@@ -34,6 +35,10 @@ pub struct Args {
     /// Prompts generated together at most (a longer list runs in several batches).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: u64,
+    /// Print timings on stderr: load, prefill and decode tokens per second (with `--json`,
+    /// also as a `stats` object: in the answer's object, or a last line after a batch).
+    #[arg(long)]
+    pub stats: bool,
     /// The user message.
     #[arg(value_name = "MESSAGE")]
     pub message: Option<String>,
@@ -77,17 +82,24 @@ impl Job for Generate {
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let args = self.0;
         let prompts = args.all_prompts()?;
+        let config = args.sampling.config()?;
+        let loading = Instant::now();
         let pipeline = args.model.load::<B>(device)?;
-        let config = args.sampling.config();
+        let load = loading.elapsed();
+        tracing::info!("loaded in {:.2} s", load.as_secs_f64());
         if prompts.len() > 1 || args.prompts.is_some() {
             let mut stdout = std::io::stdout().lock();
             let mut index = 0;
+            let mut stats = Stats::new(load);
             for chunk in prompts.chunks(args.batch_size as usize) {
                 let conversations: Vec<Vec<Message>> =
                     chunk.iter().map(|p| args.messages(p)).collect();
                 let outs = pipeline.chat_batch(&conversations, &config, &mut |_, _| {
                     ControlFlow::Continue(())
                 })?;
+                if let Some(first) = outs.first() {
+                    stats.add(first.timing, outs.iter().map(|o| o.tokens.len()).sum());
+                }
                 for (prompt, out) in chunk.iter().zip(outs) {
                     let v = serde_json::json!({
                         "index": index,
@@ -101,6 +113,12 @@ impl Job for Generate {
                 }
                 stdout.flush()?;
             }
+            if args.stats {
+                stats.print();
+                if args.json {
+                    writeln!(stdout, "{}", serde_json::json!({ "stats": stats.json() }))?;
+                }
+            }
             return Ok(());
         }
         let messages = args.messages(&prompts[0]);
@@ -113,17 +131,97 @@ impl Job for Generate {
             }
             ControlFlow::Continue(())
         })?;
+        let mut stats = Stats::new(load);
+        stats.add(out.timing, out.tokens.len());
         if json {
-            let v = serde_json::json!({
+            let mut v = serde_json::json!({
                 "text": out.text,
                 "tokens": out.tokens,
                 "stop": out.stop,
             });
+            if args.stats {
+                v["stats"] = stats.json();
+            }
             println!("{v}");
         } else {
             println!();
         }
+        if args.stats {
+            stats.print();
+        }
         Ok(())
+    }
+}
+
+/// Timings over the batches of one run.
+struct Stats {
+    load: Duration,
+    prompt_tokens: usize,
+    batch: usize,
+    prefill: Duration,
+    new_tokens: usize,
+    /// Tokens after each batch's first ones, and the time they took.
+    decode_tokens: usize,
+    decode: Duration,
+}
+
+impl Stats {
+    fn new(load: Duration) -> Self {
+        Self {
+            load,
+            prompt_tokens: 0,
+            batch: 0,
+            prefill: Duration::ZERO,
+            new_tokens: 0,
+            decode_tokens: 0,
+            decode: Duration::ZERO,
+        }
+    }
+
+    /// A batch whose rows generated `new_tokens` in all; `timing` is its first row's (the rows
+    /// of a batch share their passes).
+    fn add(&mut self, timing: kiln_models::generate::Timing, new_tokens: usize) {
+        self.prompt_tokens += timing.prompt_tokens * timing.batch;
+        self.batch = self.batch.max(timing.batch);
+        self.prefill += timing.prefill;
+        self.new_tokens += new_tokens;
+        self.decode_tokens += new_tokens.saturating_sub(timing.batch);
+        self.decode += timing.decode;
+    }
+
+    fn per_second(tokens: usize, time: Duration) -> Option<f64> {
+        (time > Duration::ZERO).then(|| tokens as f64 / time.as_secs_f64())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "load_s": self.load.as_secs_f64(),
+            "prompt_tokens": self.prompt_tokens,
+            "batch": self.batch,
+            "prefill_s": self.prefill.as_secs_f64(),
+            "prefill_tok_s": Self::per_second(self.prompt_tokens, self.prefill),
+            "ttft_s": (self.load + self.prefill).as_secs_f64(),
+            "new_tokens": self.new_tokens,
+            "decode_s": self.decode.as_secs_f64(),
+            "decode_tok_s": Self::per_second(self.decode_tokens, self.decode),
+            "gpu_mem_bytes": serde_json::Value::Null,
+        })
+    }
+
+    fn print(&self) {
+        let rate = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{r:.1}"));
+        eprintln!(
+            "load {:.2} s | prefill {} tokens in {:.3} s ({} tok/s) | decode {} tokens in {:.3} s \
+             ({} tok/s) | batch {}",
+            self.load.as_secs_f64(),
+            self.prompt_tokens,
+            self.prefill.as_secs_f64(),
+            rate(Self::per_second(self.prompt_tokens, self.prefill)),
+            self.decode_tokens,
+            self.decode.as_secs_f64(),
+            rate(Self::per_second(self.decode_tokens, self.decode)),
+            self.batch,
+        );
     }
 }
 

@@ -1,5 +1,6 @@
 //! `kiln inspect`: what a checkpoint holds.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -19,37 +20,42 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let summary = inspect(&resolve_model(&args.model)?.path)?;
+    let mut out = std::io::stdout().lock();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
         return Ok(());
     }
-    println!("{}", summary.path.display());
-    println!("  format        {}", summary.format);
-    println!(
+    writeln!(out, "{}", summary.path.display())?;
+    writeln!(out, "  format        {}", summary.format)?;
+    writeln!(
+        out,
         "  architecture  {}",
         summary.architecture.as_deref().unwrap_or("(unknown)")
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  quantization  {}",
         summary.quantization.as_deref().unwrap_or("none")
-    );
-    println!("  tensors       {}", summary.tensors);
-    println!(
+    )?;
+    writeln!(out, "  tensors       {}", summary.tensors)?;
+    writeln!(
+        out,
         "  parameters    {} ({:.1} M)",
         summary.parameters,
         summary.parameters as f64 / 1e6
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  size          {} bytes ({:.1} MiB, {:.2} bits/parameter)",
         summary.bytes,
         summary.bytes as f64 / (1 << 20) as f64,
         summary.bits_per_parameter()
-    );
+    )?;
     let dtypes: Vec<String> = summary
         .dtypes
         .iter()
         .map(|(d, n)| format!("{d} x{n}"))
         .collect();
-    println!("  dtypes        {}", dtypes.join(", "));
+    writeln!(out, "  dtypes        {}", dtypes.join(", "))?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `kiln perplexity`: strided perplexity of a text file (transformers' fixed-length recipe).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -78,9 +79,10 @@ impl Job for Perplexity {
                 "seconds": seconds,
                 "window_nll_sums": result.windows.iter().map(|w| w.nll_sum).collect::<Vec<_>>(),
             });
-            println!("{v}");
+            writeln!(std::io::stdout(), "{v}")?;
         } else {
-            println!(
+            writeln!(
+                std::io::stdout(),
                 "perplexity {:.4} (mean nll {:.5} nats) over {} tokens, {} windows of {} (stride {}), {:.1} s",
                 result.ppl,
                 result.mean_nll,
@@ -89,7 +91,7 @@ impl Job for Perplexity {
                 config.context,
                 config.stride,
                 seconds
-            );
+            )?;
         }
         Ok(())
     }

@@ -8,6 +8,8 @@ use kiln_chat_template::{
 };
 use kiln_models::gguf::Gguf;
 
+use crate::output::write_stdout;
+
 /// Arguments of `kiln template`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -106,9 +108,9 @@ pub fn run(args: Args) -> Result<()> {
             bail!("--tokens needs --model (a dir with tokenizer.json, or a .gguf)");
         };
         let ids = tokenizer.encode_rendered(&rendered.text)?.ids;
-        println!("{}", serde_json::to_string(&ids)?);
+        write_stdout(format!("{}\n", serde_json::to_string(&ids)?).as_bytes())?;
     } else {
-        print!("{}", rendered.text);
+        write_stdout(rendered.text.as_bytes())?;
     }
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! Batched generation: left-padded prompts decoded together, each row stopping on its own.
 
 use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::{Generation, GenerationConfig, Sampler, StopReason, TextStream};
+use super::{Generation, GenerationConfig, Sampler, StopReason, TextStream, Timing};
 use crate::ModelError;
 use crate::model::{AttentionMask, CausalLm};
 
@@ -20,6 +21,9 @@ struct Row {
     stop: Option<StopReason>,
     /// What the row is fed once finished (its outputs are ignored): its last token.
     filler: u32,
+    /// When the row's first and last new tokens were chosen.
+    first: Option<Instant>,
+    last: Option<Instant>,
 }
 
 /// Generates after each of `prompts`, in one left-padded batch (as transformers' `generate`
@@ -64,6 +68,8 @@ pub fn generate_batch<B: Backend, M: CausalLm<B> + ?Sized>(
             stream: TextStream::new(&config.stop_strings),
             stop: (budget == 0).then_some(StopReason::MaxTokens),
             filler: last,
+            first: None,
+            last: None,
         });
     }
     let batch = prompts.len();
@@ -79,23 +85,74 @@ pub fn generate_batch<B: Backend, M: CausalLm<B> + ?Sized>(
     }
     let mut seq = width;
     let mut cache = model.new_cache();
+    let longest = rows.iter().map(|r| r.budget).max().unwrap_or(0);
+    cache.reserve(width.saturating_add(longest));
+    // Greedy choices are made on the device (only the ids come back); the eos ids are masked
+    // there while `min_new_tokens` forbids them.
+    let on_device = !config.do_sample && config.repetition_penalty == 1.0;
+    let mut eos_mask: Option<Tensor<B, 3>> = None;
+    let started = Instant::now();
     let mut interrupted = false;
+    let mut step = 0usize;
     while !interrupted && rows.iter().any(|r| r.stop.is_none()) {
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(input, [batch, seq]), device);
         let logits = model.forward_with(ids, Some(&mask), &mut cache, true)?;
         let [_, _, vocab] = logits.dims();
-        let mut all: Vec<f32> = logits
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .map_err(|e| ModelError::Config(format!("reading logits: {e:?}")))?;
-        for (i, (row, logits)) in rows.iter_mut().zip(all.chunks_mut(vocab)).enumerate() {
+        let mut all: Vec<f32>;
+        let mut chosen: Option<Vec<u32>> = None;
+        if on_device {
+            let logits = if step < config.min_new_tokens && !config.eos_token_id.is_empty() {
+                let m = eos_mask
+                    .get_or_insert_with(|| eos_bias::<B>(&config.eos_token_id, vocab, &logits));
+                logits + m.clone()
+            } else {
+                logits
+            };
+            // The ids and a NaN flag come back together: one read per step.
+            let nan = logits.clone().is_nan().any().int();
+            let ids = Tensor::cat(vec![logits.argmax(2).reshape([batch]), nan], 0);
+            let mut ids: Vec<i64> = ids
+                .into_data()
+                .convert::<i64>()
+                .to_vec()
+                .map_err(|e| ModelError::Config(format!("reading token ids: {e:?}")))?;
+            if ids.pop() != Some(0) {
+                return Err(non_finite(step));
+            }
+            chosen = Some(ids.into_iter().map(|i| i as u32).collect());
+            all = Vec::new();
+        } else {
+            all = logits
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .map_err(|e| ModelError::Config(format!("reading logits: {e:?}")))?;
+            if all.iter().any(|l| l.is_nan()) {
+                return Err(non_finite(step));
+            }
+        }
+        step += 1;
+        let now = Instant::now();
+        let mut chunks = all.chunks_mut(vocab.max(1));
+        for (i, row) in rows.iter_mut().enumerate() {
+            let logits = chunks.next();
             if row.stop.is_some() {
                 continue;
             }
-            let next = row
-                .sampler
-                .next_token(logits, &row.history, row.tokens.len());
+            let next = match (&chosen, logits) {
+                (Some(ids), _) => ids[i],
+                (None, Some(logits)) => {
+                    row.sampler
+                        .next_token(logits, &row.history, row.tokens.len())
+                }
+                (None, None) => {
+                    return Err(ModelError::Config(format!(
+                        "the model gave no logits for row {i}"
+                    )));
+                }
+            };
+            row.first.get_or_insert(now);
+            row.last = Some(now);
             row.tokens.push(next);
             row.history.push(next);
             row.filler = next;
@@ -131,10 +188,42 @@ pub fn generate_batch<B: Backend, M: CausalLm<B> + ?Sized>(
     }
     Ok(rows
         .into_iter()
-        .map(|r| Generation {
+        .zip(&lengths)
+        .map(|(r, &prompt_tokens)| Generation {
+            timing: Timing {
+                prompt_tokens,
+                batch,
+                prefill: r.first.map_or(Duration::ZERO, |t| t - started),
+                decode: match (r.first, r.last) {
+                    (Some(a), Some(b)) => b - a,
+                    _ => Duration::ZERO,
+                },
+            },
             tokens: r.tokens,
             text: r.stream.text().to_owned(),
             stop: r.stop.unwrap_or(StopReason::Interrupted),
         })
         .collect())
+}
+
+fn non_finite(step: usize) -> ModelError {
+    ModelError::Input(format!(
+        "the model's logits are NaN at new token {}: its weights or activations hold \
+         non-finite values",
+        step + 1
+    ))
+}
+
+/// `[1, 1, vocab]`: `-inf` at the eos ids, 0 elsewhere, in the logits' dtype.
+fn eos_bias<B: Backend>(eos: &[u32], vocab: usize, like: &Tensor<B, 3>) -> Tensor<B, 3> {
+    let mut bias = vec![0.0f32; vocab];
+    for &t in eos {
+        if let Some(b) = bias.get_mut(t as usize) {
+            *b = f32::NEG_INFINITY;
+        }
+    }
+    Tensor::<B, 3>::from_data(
+        TensorData::new(bias, [1, 1, vocab]),
+        (&like.device(), like.dtype()),
+    )
 }

@@ -32,7 +32,7 @@ pub enum StopReason {
 }
 
 /// The result of [`generate`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Generation {
     /// New token ids (an end-of-sequence token that stopped generation included).
     pub tokens: Vec<u32>,
@@ -40,6 +40,29 @@ pub struct Generation {
     pub text: String,
     /// Why it stopped.
     pub stop: StopReason,
+    /// How long it took.
+    pub timing: Timing,
+}
+
+/// Equal tokens, text and stop reason (timings differ from run to run).
+impl PartialEq for Generation {
+    fn eq(&self, other: &Self) -> bool {
+        self.tokens == other.tokens && self.text == other.text && self.stop == other.stop
+    }
+}
+
+/// Where the time of a generation went (as llama.cpp's timings print it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timing {
+    /// Prompt tokens of this row (padding excluded).
+    pub prompt_tokens: usize,
+    /// Rows of the batch it ran in.
+    pub batch: usize,
+    /// From the start of the prefill to the first new token chosen (time to first token,
+    /// load excluded).
+    pub prefill: std::time::Duration,
+    /// From the first new token to the last one.
+    pub decode: std::time::Duration,
 }
 
 /// Generates after `prompt` (a batch of one of [`generate_batch`]).

@@ -3,7 +3,7 @@
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use kiln_attention::{AttentionImpl, AttentionOptions, Window, attention};
+use kiln_attention::{AttentionImpl, AttentionOptions, Window, attention_with_kvcache};
 
 use crate::ModelError;
 use crate::model::AttentionMask;
@@ -47,7 +47,6 @@ pub struct SelfAttention<B: Backend> {
     kv_heads: usize,
     head_dim: usize,
     options: AttentionOptions,
-    cache_window: Option<usize>,
 }
 
 impl<B: Backend> SelfAttention<B> {
@@ -122,8 +121,6 @@ impl<B: Backend> SelfAttention<B> {
             kv_heads,
             head_dim: hd,
             options,
-            // A query sees `w - 1` earlier keys: older ones are never needed again.
-            cache_window: spec.sliding_window.map(|w| w - 1),
         })
     }
 
@@ -148,20 +145,15 @@ impl<B: Backend> SelfAttention<B> {
             k = kn.forward(k);
         }
         let (q, k) = (rope.apply(q), rope.apply(k));
-        let (k, v) = cache.append(k, v, self.cache_window);
-        let k_len = k.dims()[2];
-        let padding = mask.and_then(|m| m.key_padding(k_len));
-        let out = match padding {
-            None => attention(implementation, q, k, v, &self.options),
-            Some(p) => attention(
-                implementation,
-                q,
-                k,
-                v,
-                &self.options.clone().with_key_padding(p),
-            ),
-        }
-        .map_err(|e| ModelError::Config(e.to_string()))?;
+        let cached = cache.append(k, v);
+        let padding = mask.and_then(|m| m.key_padding(cached.len));
+        let options = match padding {
+            None => std::borrow::Cow::Borrowed(&self.options),
+            Some(p) => std::borrow::Cow::Owned(self.options.clone().with_key_padding(p)),
+        };
+        let out =
+            attention_with_kvcache(implementation, q, cached.k, cached.v, cached.len, &options)
+                .map_err(|e| ModelError::Config(e.to_string()))?;
         let out = out
             .swap_dims(1, 2)
             .reshape([b, s, self.heads * self.head_dim]);

@@ -52,6 +52,12 @@ enum Weight<B: Backend> {
         weight_t: Tensor<B, 2>,
         bias: Option<Tensor<B, 1>>,
     },
+    /// `[out, in]` as stored (GPU backends): few-token inputs go through a GEMV kernel that
+    /// reads the rows, more through the matmul of the transposed view.
+    Rows {
+        weight: Tensor<B, 2>,
+        bias: Option<Tensor<B, 1>>,
+    },
     FourBit(Linear4bit<B>),
     Int8(Linear8bitLt<B>),
     /// The CPU backend: the codec's form, dequantized per call.
@@ -151,15 +157,30 @@ impl<B: Backend> Linear<B> {
             return Ok(Self { weight });
         }
 
-        let weight = source.host_tensor(&name)?;
-        if weight.shape != [out_features, in_features] {
-            return Err(shape_error(weight.shape, source));
-        }
         let config = source
             .options()
             .quantization
             .clone()
             .filter(|c| quantizes(&name, [out_features, in_features], c));
+        // A dense layer on a GPU backend: the stored bytes go to the device as they are.
+        if config.is_none()
+            && !host_kernels::<B>(device)
+            && let Some(raw) = source.raw_float(&name)?
+        {
+            if raw.shape != [out_features, in_features] {
+                return Err(shape_error(raw.shape, source));
+            }
+            return Ok(Self {
+                weight: Weight::Rows {
+                    weight: raw.to_device([out_features, in_features], dtype, device)?,
+                    bias: bias_tensor(bias_host, dtype, device)?,
+                },
+            });
+        }
+        let weight = source.host_tensor(&name)?;
+        if weight.shape != [out_features, in_features] {
+            return Err(shape_error(weight.shape, source));
+        }
         let Some(config) = config else {
             return Ok(Self {
                 weight: dense::<B>(
@@ -193,8 +214,13 @@ impl<B: Backend> Linear<B> {
 
     /// From a weight already in memory (`[out, in]`), e.g. tied embeddings.
     pub fn from_weight(weight: Tensor<B, 2>) -> Self {
-        // Materialized once (a transposed view would be re-laid out by some backends per call).
         let device = weight.device();
+        if !host_kernels::<B>(&device) {
+            return Self {
+                weight: Weight::Rows { weight, bias: None },
+            };
+        }
+        // Materialized once (a transposed view would be re-laid out by some backends per call).
         let dtype = weight.dtype();
         let weight_t = Tensor::from_data(weight.transpose().into_data(), (&device, dtype));
         Self {
@@ -208,11 +234,13 @@ impl<B: Backend> Linear<B> {
     /// How the weight is held.
     pub fn format(&self) -> LinearFormat {
         match &self.weight {
-            Weight::Dense { weight_t, .. } => LinearFormat::Dense(match weight_t.dtype() {
-                DType::F16 => FloatDtype::F16,
-                DType::BF16 => FloatDtype::BF16,
-                _ => FloatDtype::F32,
-            }),
+            Weight::Dense { weight_t: w, .. } | Weight::Rows { weight: w, .. } => {
+                LinearFormat::Dense(match w.dtype() {
+                    DType::F16 => FloatDtype::F16,
+                    DType::BF16 => FloatDtype::BF16,
+                    _ => FloatDtype::F32,
+                })
+            }
             Weight::FourBit(l) => LinearFormat::FourBit {
                 quant_type: l.meta.quant_type,
                 double_quant: l.absmax_codes.is_some(),
@@ -232,6 +260,7 @@ impl<B: Backend> Linear<B> {
     pub fn weight(&self) -> Tensor<B, 2> {
         match &self.weight {
             Weight::Dense { weight_t, .. } => weight_t.clone().transpose(),
+            Weight::Rows { weight, .. } => weight.clone(),
             Weight::FourBit(l) => l.weight(),
             Weight::Int8(l) => l.weight_f32(),
             Weight::HostFourBit { q, device, .. } => {
@@ -249,6 +278,20 @@ impl<B: Backend> Linear<B> {
             Weight::Dense { weight_t, bias } => {
                 let [b, s, i] = x.dims();
                 let y = x.reshape([b * s, i]).matmul(weight_t.clone());
+                let y = match bias {
+                    Some(bias) => y + bias.clone().unsqueeze::<2>(),
+                    None => y,
+                };
+                let out = y.dims()[1];
+                y.reshape([b, s, out])
+            }
+            Weight::Rows { weight, bias } => {
+                let x = match kiln_quant::nn::dense_linear(x, weight, bias.as_ref()) {
+                    Ok(y) => return y,
+                    Err(x) => x,
+                };
+                let [b, s, i] = x.dims();
+                let y = x.reshape([b * s, i]).matmul(weight.clone().transpose());
                 let y = match bias {
                     Some(bias) => y + bias.clone().unsqueeze::<2>(),
                     None => y,

@@ -5,7 +5,7 @@ use burn::tensor::activation::{gelu_approximate, silu};
 use burn::tensor::backend::Backend;
 
 use crate::ModelError;
-use crate::nn::Linear;
+use crate::nn::{Linear, kernels};
 use crate::weights::WeightSource;
 
 /// The gate activation, by its transformers name (`hidden_act` / `hidden_activation`).
@@ -38,6 +38,17 @@ impl Activation {
             Self::Silu => silu(x),
             Self::GeluTanh => gelu_approximate(x),
         }
+    }
+
+    /// `act(gate) * up` for tensors of one shape. On burn's CubeCL backends (CUDA, wgpu) this
+    /// is one kernel launch, the activation computed in f32 and rounded once to the tensors'
+    /// dtype (as torch's half-precision `silu`/`gelu`).
+    pub fn gated<const D: usize, B: Backend>(
+        self,
+        gate: Tensor<B, D>,
+        up: Tensor<B, D>,
+    ) -> Tensor<B, D> {
+        kernels::gated(self, gate, up).unwrap_or_else(|(gate, up)| self.forward(gate) * up)
     }
 }
 
@@ -72,8 +83,9 @@ impl<B: Backend> GatedMlp<B> {
 
     /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = self.activation.forward(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = self.gate_proj.forward(x.clone());
+        let up = self.up_proj.forward(x);
+        self.down_proj.forward(self.activation.gated(gate, up))
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod attention;
 mod cache;
+mod kernels;
 mod linear;
 mod mlp;
 mod norm;

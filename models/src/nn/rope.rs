@@ -4,6 +4,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 use serde_json::Value;
 
+use crate::nn::kernels;
+
 /// RoPE frequency scaling.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RopeScaling {
@@ -172,21 +174,33 @@ pub struct RopeTables<B: Backend> {
 
 impl<B: Backend> RopeTables<B> {
     /// Rotates `[batch, heads, seq, head_dim]` queries or keys (HF's `rotate_half` layout).
+    /// On burn's CubeCL backends (CUDA, wgpu) this is one kernel launch.
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let dim = x.dims()[3];
-        let half = dim / 2;
-        let x1 = x.clone().narrow(3, 0, half);
-        let x2 = x.clone().narrow(3, half, half);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        // The tables are built in the activations' dtype; a mismatch is cast rather than mixed.
-        let dtype = x.dtype();
-        let (cos, sin) = if self.cos.dtype() == dtype {
-            (self.cos.clone(), self.sin.clone())
-        } else {
-            (self.cos.clone().cast(dtype), self.sin.clone().cast(dtype))
-        };
-        x * cos + rotated * sin
+        kernels::rope(x, &self.cos, &self.sin)
+            .unwrap_or_else(|x| rope_reference(x, &self.cos, &self.sin))
     }
+}
+
+/// RoPE in burn tensor ops: the path of every backend the kernels do not cover, and their
+/// reference.
+pub(crate) fn rope_reference<B: Backend>(
+    x: Tensor<B, 4>,
+    cos: &Tensor<B, 4>,
+    sin: &Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let dim = x.dims()[3];
+    let half = dim / 2;
+    let x1 = x.clone().narrow(3, 0, half);
+    let x2 = x.clone().narrow(3, half, half);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    // The tables are built in the activations' dtype; a mismatch is cast rather than mixed.
+    let dtype = x.dtype();
+    let (cos, sin) = if cos.dtype() == dtype {
+        (cos.clone(), sin.clone())
+    } else {
+        (cos.clone().cast(dtype), sin.clone().cast(dtype))
+    };
+    x * cos + rotated * sin
 }
 
 #[cfg(test)]

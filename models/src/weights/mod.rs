@@ -29,6 +29,62 @@ pub struct HostTensor {
     pub data: Vec<f32>,
 }
 
+/// A float tensor as the file stores it: little-endian bytes of `dtype`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawFloat {
+    /// Row-major shape.
+    pub shape: Vec<usize>,
+    /// The stored dtype.
+    pub dtype: FloatDtype,
+    /// The stored bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl RawFloat {
+    /// The values as f32 (exact: every stored dtype widens to f32 without rounding).
+    pub fn to_f32(&self) -> Vec<f32> {
+        let b = &self.bytes;
+        match self.dtype {
+            FloatDtype::F32 => b
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            FloatDtype::F16 => b
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            FloatDtype::BF16 => b
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+        }
+    }
+
+    /// On `device` in `dtype`: the stored bytes are uploaded as they are and converted there
+    /// when the backend holds the stored dtype (GPU backends); otherwise converted on the host.
+    /// Either way the values are the stored ones rounded once to `dtype`.
+    pub fn to_device<B: Backend, const D: usize>(
+        self,
+        shape: [usize; D],
+        dtype: FloatDtype,
+        device: &B::Device,
+    ) -> Result<Tensor<B, D>, ModelError> {
+        check_dtype::<B>(dtype, device)?;
+        let stored = burn_dtype(self.dtype);
+        // f32 goes through an aligned f32 vector (host backends read it in place).
+        if self.dtype != FloatDtype::F32 && B::supports_dtype(device, stored) {
+            let data = TensorData::from_bytes_vec(self.bytes, shape, stored);
+            let t = Tensor::<B, D>::from_data(data, (device, stored));
+            return Ok(if self.dtype == dtype {
+                t
+            } else {
+                t.cast(burn_dtype(dtype))
+            });
+        }
+        float_tensor(self.to_f32(), shape, dtype, device)
+    }
+}
+
 /// How weights become tensors as they are read: their float dtype and whether Linear layers
 /// are quantized (transformers' `dtype` and `quantization_config` of `from_pretrained`).
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +120,13 @@ pub trait WeightSource {
 
     /// Reads one tensor as f32.
     fn host_tensor(&mut self, name: &str) -> Result<HostTensor, ModelError>;
+
+    /// Reads one float tensor as it is stored, when the source stores plain f32/f16/bf16
+    /// (`None`: ask [`WeightSource::host_tensor`]). Lets loads skip the f32 round trip.
+    fn raw_float(&mut self, name: &str) -> Result<Option<RawFloat>, ModelError> {
+        let _ = name;
+        Ok(None)
+    }
 
     /// The weight of the Linear at `prefix` when the checkpoint stores it quantized
     /// (bitsandbytes 4-bit or 8-bit layout); `None` when `{prefix}.weight` is a float tensor.
@@ -127,6 +190,17 @@ impl dyn WeightSource + '_ {
         shape: [usize; D],
         device: &B::Device,
     ) -> Result<Tensor<B, D>, ModelError> {
+        if let Some(raw) = self.raw_float(name)? {
+            if raw.shape != shape {
+                return Err(ModelError::ShapeMismatch {
+                    file: self.origin().to_path_buf(),
+                    tensor: name.to_owned(),
+                    expected: shape.to_vec(),
+                    found: raw.shape,
+                });
+            }
+            return raw.to_device(shape, self.options().dtype, device);
+        }
         let t = self.host_tensor(name)?;
         if t.shape != shape {
             return Err(ModelError::ShapeMismatch {

@@ -10,7 +10,7 @@ use kiln_quant::{QuantConfig, QuantError};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
-use super::{HostTensor, WeightOptions, WeightSource};
+use super::{FloatDtype, HostTensor, RawFloat, WeightOptions, WeightSource};
 use crate::ModelError;
 
 /// One memory-mapped safetensors file.
@@ -57,7 +57,7 @@ impl SafetensorsSource {
                 })?;
             let mut files: Vec<PathBuf> = Vec::new();
             for file in map.values().filter_map(|v| v.as_str()) {
-                let p = path.join(file);
+                let p = shard_path(path, &index_path, file)?;
                 if !files.contains(&p) {
                     files.push(p);
                 }
@@ -73,6 +73,17 @@ impl SafetensorsSource {
                 path: file.clone(),
                 source,
             })?;
+            // Only regular files: a FIFO or a device would block or never end.
+            let meta = f.metadata().map_err(|source| ModelError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            if !meta.is_file() {
+                return Err(ModelError::Format {
+                    file: file.clone(),
+                    reason: "not a regular file".into(),
+                });
+            }
             // SAFETY: the map is read-only; a checkpoint changed under a running process is
             // outside what any loader can defend against.
             let map = unsafe { Mmap::map(&f) }.map_err(|source| ModelError::Io {
@@ -127,6 +138,27 @@ impl SafetensorsSource {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.index.keys().map(String::as_str)
     }
+}
+
+/// The shard `file` named by the index at `index_path`: a plain file name or relative path that
+/// stays inside the model dir `dir` (no absolute paths, no `..`).
+fn shard_path(dir: &Path, index_path: &Path, file: &str) -> Result<PathBuf, ModelError> {
+    use std::path::Component;
+    let relative = Path::new(file);
+    let inside = !file.is_empty()
+        && relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !inside {
+        return Err(ModelError::Format {
+            file: index_path.to_path_buf(),
+            reason: format!(
+                "shard `{file}` is not a file inside the model dir (absolute paths and `..` \
+                 are refused)"
+            ),
+        });
+    }
+    Ok(dir.join(relative))
 }
 
 /// The `quantization_config` of the `config.json` in `path` (a dir) or beside it (a file).
@@ -193,6 +225,33 @@ impl WeightSource for SafetensorsSource {
         self.index.contains_key(name)
     }
 
+    fn raw_float(&mut self, name: &str) -> Result<Option<RawFloat>, ModelError> {
+        let Some(&i) = self.index.get(name) else {
+            return Err(ModelError::MissingTensor {
+                file: self.origin.clone(),
+                tensor: name.to_owned(),
+            });
+        };
+        let shard = &self.shards[i];
+        let format_err = |reason: String| ModelError::Format {
+            file: shard.path.clone(),
+            reason,
+        };
+        let st = SafeTensors::deserialize(&shard.map).map_err(|e| format_err(e.to_string()))?;
+        let view = st.tensor(name).map_err(|e| format_err(e.to_string()))?;
+        let dtype = match view.dtype() {
+            Dtype::F32 => FloatDtype::F32,
+            Dtype::F16 => FloatDtype::F16,
+            Dtype::BF16 => FloatDtype::BF16,
+            _ => return Ok(None),
+        };
+        Ok(Some(RawFloat {
+            shape: view.shape().to_vec(),
+            dtype,
+            bytes: view.data().to_vec(),
+        }))
+    }
+
     fn host_tensor(&mut self, name: &str) -> Result<HostTensor, ModelError> {
         let &i = self
             .index
@@ -234,5 +293,27 @@ impl WeightSource for SafetensorsSource {
             shape: view.shape().to_vec(),
             data,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_stay_inside_the_model_dir() {
+        let (dir, index) = (Path::new("m"), Path::new("m/model.safetensors.index.json"));
+        assert_eq!(
+            shard_path(dir, index, "model-00001-of-00002.safetensors").unwrap(),
+            Path::new("m/model-00001-of-00002.safetensors")
+        );
+        assert_eq!(
+            shard_path(dir, index, "sub/x.safetensors").unwrap(),
+            Path::new("m/sub/x.safetensors")
+        );
+        for bad in ["../../etc/passwd", "/etc/passwd", "a/../../b", ""] {
+            let err = shard_path(dir, index, bad).unwrap_err().to_string();
+            assert!(err.contains("inside the model dir"), "{bad}: {err}");
+        }
     }
 }

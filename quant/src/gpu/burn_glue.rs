@@ -10,7 +10,7 @@ use burn_cubecl::CubeRuntime;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 
-use super::{DeviceAbsmax, DeviceInt8, DeviceQuant4, MAX_GEMV_ROWS, check_dtype};
+use super::{DeviceAbsmax, DeviceDense, DeviceInt8, DeviceQuant4, MAX_GEMV_ROWS, check_dtype};
 use crate::element::FloatDtype;
 use crate::nn::{Linear4bit, Linear8bitLt, compute_float_dtype};
 
@@ -248,6 +248,100 @@ fn linear8bit_on<B: Backend, R: CubeRuntime, const D: usize>(
         Shape::new([tokens, n]),
         out,
         burn_dtype(dtype),
+    ))?;
+    let mut out_dims = dims;
+    out_dims[D - 1] = n;
+    Some(y.reshape(out_dims))
+}
+
+/// [`crate::nn::dense_linear`] on the device; `Err(x)` hands the input back for the caller's
+/// matmul.
+pub(crate) fn dense_forward<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: &Tensor<B, 2>,
+    bias: Option<&Tensor<B, 1>>,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    #[cfg(feature = "cuda")]
+    if is_cube::<B, cubecl::cuda::CudaRuntime>() {
+        return dense_on::<B, cubecl::cuda::CudaRuntime, D>(x.clone(), weight, bias).ok_or(x);
+    }
+    #[cfg(feature = "wgpu")]
+    if is_cube::<B, cubecl::wgpu::WgpuRuntime>() {
+        return dense_on::<B, cubecl::wgpu::WgpuRuntime, D>(x.clone(), weight, bias).ok_or(x);
+    }
+    Err(x)
+}
+
+/// The weight's own device tensor, as it lies in memory (never copied), and the elements from
+/// one row to the next: `None` when it is not a plain float tensor of runtime `R` with rows of
+/// consecutive elements, each after the last (row-major, possibly with padded rows).
+fn dense_weight<B: Backend, R: CubeRuntime>(
+    weight: &Tensor<B, 2>,
+) -> Option<(CubeTensor<R>, usize)> {
+    let TensorPrimitive::Float(p) = weight.clone().into_primitive() else {
+        return None;
+    };
+    let c = same_type::<_, CubeTensor<R>>(p).ok()?;
+    let (shape, strides) = (c.meta.shape(), c.meta.strides());
+    let (&[n, k], &[row, col]) = (&shape[..], &strides[..]) else {
+        return None;
+    };
+    let row_stride = if n == 1 { k } else { row };
+    (k == 1 || col == 1)
+        .then_some(row_stride)
+        .filter(|ld| *ld >= k)
+        .map(|ld| (c, ld))
+}
+
+fn dense_on<B: Backend, R: CubeRuntime, const D: usize>(
+    x: Tensor<B, D>,
+    weight: &Tensor<B, 2>,
+    bias: Option<&Tensor<B, 1>>,
+) -> Option<Tensor<B, D>> {
+    if D == 0 {
+        return None;
+    }
+    let dims = x.dims();
+    let [n, k] = weight.dims();
+    let tokens: usize = dims[..D - 1].iter().product();
+    if tokens == 0 || tokens > MAX_GEMV_ROWS || n == 0 || k == 0 || dims[D - 1] != k {
+        return None;
+    }
+    let burn_dtype = x.dtype();
+    let dtype = kiln_dtype(burn_dtype)?;
+    if weight.dtype() != burn_dtype || x.device() != weight.device() {
+        return None;
+    }
+    if let Some(b) = bias
+        && (b.dims() != [n] || b.dtype() != burn_dtype || b.device() != weight.device())
+    {
+        return None;
+    }
+    let (w, row_stride) = dense_weight::<B, R>(weight)?;
+    let client = w.client.clone();
+    let device = w.device.clone();
+    check_dtype(&client, dtype).ok()?;
+    let layer = DeviceDense {
+        weight: w.handle,
+        rows: n,
+        cols: k,
+        row_stride,
+        dtype,
+    };
+    let xc = float_cube::<B, R, 2>(x.reshape([tokens, k]))?;
+    let bias = match bias {
+        Some(b) => Some(float_cube::<B, R, 1>(b.clone())?.handle),
+        None => None,
+    };
+    let out = layer
+        .gemv(&client, &xc.handle, tokens, bias.as_ref())
+        .ok()?;
+    let y = to_tensor::<B, R>(CubeTensor::new_contiguous(
+        client,
+        device,
+        Shape::new([tokens, n]),
+        out,
+        burn_dtype,
     ))?;
     let mut out_dims = dims;
     out_dims[D - 1] = n;

@@ -9,16 +9,21 @@
 //! - [`quantize_4bit`]: NF4/FP4 quantization on the device, bit-identical to the CPU codec.
 //! - [`DeviceInt8`] and [`DeviceInt8::linear`]: LLM.int8 for few rows, with the outlier columns
 //!   in float.
+//! - [`DeviceDense`] and [`DeviceDense::gemv`]: the plain f32/f16/bf16 GEMV for decode (1 to
+//!   [`MAX_GEMV_ROWS`] rows), reading the weight as stored (`[out, in]`).
 //!
 //! The burn modules ([`crate::nn::Linear4bit`], [`crate::nn::Linear8bitLt`]) call these
-//! kernels when their backend is burn's CubeCL backend on CUDA or wgpu.
+//! kernels when their backend is burn's CubeCL backend on CUDA or wgpu, and so does
+//! [`crate::nn::dense_linear`] for plain weights.
 
+mod dense;
 mod dequant;
 mod device;
 mod gemv4;
 mod int8;
 mod quantize;
 
+pub use dense::{DenseConfig, DeviceDense};
 pub use device::{DeviceAbsmax, DeviceQuant4, GemvConfig, LutMode, MAX_GEMV_ROWS};
 pub use int8::{DeviceInt8, Int8Config};
 pub use quantize::{quantize_4bit, quantize_4bit_device};

@@ -2,6 +2,7 @@
 //!
 //! Both hold the quantized weight as bitsandbytes stores it and compute on plain burn tensor
 //! ops, so they run on every backend; fused low-bit kernels plug in behind the same modules.
+//! [`dense_linear`] is the same kind of fast path for a plain float weight.
 
 mod linear4bit;
 mod linear8bit;
@@ -73,6 +74,47 @@ pub(crate) fn unpack_fields<B: Backend>(
     Tensor::stack::<2>(fields, 1)
         .reshape([n * shifts.len()])
         .narrow(0, 0, len)
+}
+
+/// `y = x W^T + bias` for decode: the device's dense GEMV kernel, or `Err(x)` (the input handed
+/// back untouched) when it does not apply, for the caller to take its own path, e.g.
+/// `burn::tensor::module::linear(x, weight.transpose(), bias)`.
+///
+/// `weight` is `[out, in]` (as Hugging Face stores it, not burn's `[in, out]`), `x` is
+/// `[..., in]`, `bias` is `[out]`; the result is `[..., out]` in x's dtype, accumulated in f32
+/// and rounded once. The kernel applies when the backend is burn's CubeCL backend on CUDA or
+/// wgpu (features `cuda` / `wgpu`), x has 1 to 16 rows (`gpu::MAX_GEMV_ROWS`; the product of
+/// its leading dimensions), x, weight and bias share one dtype of f32, f16 and bf16 that the
+/// device computes in, and the weight is a row-major float tensor (rows may be padded, as
+/// burn's CUDA backend pads some; a transposed view is not row-major): it is read where it
+/// lies, never copied (x is made contiguous when it is not).
+///
+/// ```
+/// use burn::backend::NdArray;
+/// use burn::tensor::{Tensor, module::linear};
+///
+/// let device = Default::default();
+/// let weight = Tensor::<NdArray, 2>::ones([3, 4], &device);
+/// let x = Tensor::<NdArray, 3>::ones([1, 1, 4], &device);
+/// // No kernel on the CPU backend: the input comes back for the reference path.
+/// let y = kiln_quant::nn::dense_linear(x, &weight, None)
+///     .unwrap_or_else(|x| linear(x, weight.clone().transpose(), None));
+/// assert_eq!(y.dims(), [1, 1, 3]);
+/// ```
+pub fn dense_linear<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: &Tensor<B, 2>,
+    bias: Option<&Tensor<B, 1>>,
+) -> std::result::Result<Tensor<B, D>, Tensor<B, D>> {
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    {
+        crate::gpu::burn_glue::dense_forward(x, weight, bias)
+    }
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+    {
+        let _ = (weight, bias);
+        Err(x)
+    }
 }
 
 /// burn's float dtype for a kiln dtype.
