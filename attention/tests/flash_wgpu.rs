@@ -271,3 +271,65 @@ fn tensor_core_kernel_logic_emulated_more() {
         );
     }
 }
+
+/// A KV cache buffer read by the flash kernels as it is (capacity beyond the used positions,
+/// filled with garbage) equals eager attention over the used positions alone.
+#[test]
+fn kvcache_buffers_equal_eager_on_the_used_positions() {
+    use kiln_attention::{
+        AttentionImpl, AttentionOptions, attention_with_kvcache, eager_attention,
+    };
+    let mut rng = Rng::new(7);
+    let (b, hq, hk, d, cap) = (2, 4, 2, 16, 64);
+    for (q_len, used) in [(1, 1), (1, 37), (5, 20), (3, 64)] {
+        let q = tensor(
+            &rng.normal_vec(b * hq * q_len * d),
+            [b, hq, q_len, d],
+            DType::F32,
+        );
+        // Unused positions hold large values: reading them would show.
+        let mut kv = |_: usize| {
+            let mut v = rng.normal_vec(b * hk * cap * d);
+            for (i, x) in v.iter_mut().enumerate() {
+                if (i / d) % cap >= used {
+                    *x = 1e4;
+                }
+            }
+            tensor(&v, [b, hk, cap, d], DType::F32)
+        };
+        let (k, v) = (kv(0), kv(1));
+        for options in [
+            AttentionOptions::causal(),
+            AttentionOptions::causal().with_window(kiln_attention::Window::sliding(4)),
+        ] {
+            // Flash must run here (an error otherwise); Auto takes it too.
+            let run = |implementation| {
+                attention_with_kvcache(
+                    implementation,
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    used,
+                    &options,
+                )
+                .unwrap()
+            };
+            let (got, auto) = (run(AttentionImpl::Flash), run(AttentionImpl::Auto));
+            assert_eq!(read(got.clone()), read(auto));
+            let want = eager_attention(
+                q.clone(),
+                k.clone().narrow(2, 0, used),
+                v.clone().narrow(2, 0, used),
+                &options,
+            )
+            .unwrap();
+            let want: Vec<f64> = read(want).into_iter().map(f64::from).collect();
+            check(
+                &format!("q_len {q_len}, used {used}"),
+                &read(got),
+                &want,
+                1e-4,
+            );
+        }
+    }
+}

@@ -15,8 +15,11 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Kwargs, Object, ObjectRepr, Rest, Value, ValueKind, ValueOrKwargs};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior};
 
+use crate::limits::ensure_bytes;
+use crate::namespace::{NS_GUARD, ns_value};
 use crate::python::{self, JsonOptions};
 use crate::strftime::Civil;
+use crate::value::Generator;
 
 /// Marks the start of a `{% generation %}` body in the raw output (a Unicode noncharacter).
 pub(crate) const GEN_START: char = '\u{FDD0}';
@@ -106,7 +109,7 @@ pub(crate) fn new_environment() -> Environment<'static> {
             Some(s) if value.kind() == ValueKind::String => out.write_str(s),
             _ => {
                 let mut s = String::new();
-                python::py_str(&mut s, value);
+                python::py_str(&mut s, value)?;
                 out.write_str(&s)
             }
         }
@@ -177,6 +180,9 @@ pub(crate) fn new_environment() -> Environment<'static> {
         minijinja_contrib::globals::cycler(items.0)
     });
     env.add_function("joiner", minijinja_contrib::globals::joiner);
+    // Namespace assignments are rewritten to pass through this (see `namespace`).
+    env.add_function(NS_GUARD, ns_value);
+    env.add_filter(NS_GUARD, ns_value);
     env
 }
 
@@ -218,7 +224,7 @@ fn truncate(value: &Value, args: Rest<ValueOrKwargs>) -> Result<String, Error> {
     let [length, killwords, end, leeway] =
         python_args(args, ["length", "killwords", "end", "leeway"])?;
     let mut s = String::new();
-    python::py_str(&mut s, value);
+    python::py_str(&mut s, value)?;
     let length = length.map(usize::try_from).transpose()?.unwrap_or(255);
     let killwords = killwords.is_some_and(|v| v.is_true());
     let end = end.map(|v| v.to_string()).unwrap_or_else(|| "...".into());
@@ -247,7 +253,7 @@ fn truncate(value: &Value, args: Rest<ValueOrKwargs>) -> Result<String, Error> {
 }
 
 /// transformers' `tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`.
-fn tojson(value: &Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
+fn tojson(state: &State, value: &Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     if args.0.is_empty() {
         return python::json_dumps_value(value, &JsonOptions::default());
     }
@@ -269,6 +275,7 @@ fn tojson(value: &Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
         }
         Some(v) => {
             let n = usize::try_from(i64::try_from(v)?.max(0)).unwrap_or(0);
+            ensure_bytes(state, "tojson: indent", n)?;
             Some(match SPACES.get(..n) {
                 Some(spaces) => Cow::Borrowed(spaces),
                 None => Cow::Owned(" ".repeat(n)),
@@ -311,7 +318,7 @@ fn generator(
     } else {
         Vec::new()
     };
-    Ok(Value::make_one_shot_iterator(items.into_iter()))
+    Ok(Generator::new_value(items))
 }
 
 /// Python methods on values: a few here, the rest from minijinja-contrib's `pycompat`.
@@ -329,7 +336,11 @@ fn python_method(
                     "index() takes one argument",
                 ));
             };
-            match value.try_iter()?.position(|v| &v == needle) {
+            let found = value.try_iter()?.position(|v| &v == needle);
+            // Paid for like minijinja's own searches: half a fuel per item looked at.
+            let looked_at = found.map_or_else(|| value.len().unwrap_or(0), |i| i + 1);
+            state.consume_fuel(looked_at as u64 / 2)?;
+            match found {
                 Some(i) => Ok(Value::from(i)),
                 None => Err(Error::new(
                     ErrorKind::InvalidOperation,
@@ -346,8 +357,44 @@ fn python_method(
             };
             Ok(Value::from(rsplit(s, sep.as_deref(), maxsplit)))
         }
+        (ValueKind::String, "format") => {
+            let spec = value.as_str().unwrap_or_default();
+            ensure_bytes(
+                state,
+                "str.format",
+                format_padding(spec).saturating_add(spec.len()),
+            )?;
+            minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+        }
         _ => minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args),
     }
+}
+
+/// An upper bound on the padding the replacement fields of a `str.format` string ask for: the
+/// sum of every number written in their format specs (widths and precisions; a digit used as
+/// fill only makes the bound larger). The pycompat `format` takes no [`State`], so the size is
+/// checked against the limits before it runs.
+fn format_padding(spec: &str) -> usize {
+    let mut total = 0usize;
+    let mut in_spec = false;
+    let mut number = 0usize;
+    for c in spec.chars() {
+        match c {
+            ':' => in_spec = true,
+            '{' | '}' => in_spec = false,
+            _ => {}
+        }
+        match c.to_digit(10) {
+            Some(d) if in_spec => {
+                number = number.saturating_mul(10).saturating_add(d as usize);
+            }
+            _ => {
+                total = total.saturating_add(number);
+                number = 0;
+            }
+        }
+    }
+    total.saturating_add(number)
 }
 
 /// Python's `str.rsplit(sep, maxsplit)`.
@@ -411,31 +458,31 @@ fn is_sequence(value: &Value) -> bool {
 }
 
 /// jinja2's `string` filter: Python's `str()`.
-fn string(value: &Value) -> Value {
+fn string(value: &Value) -> Result<Value, Error> {
     if value.kind() == ValueKind::String {
-        return value.clone();
+        return Ok(value.clone());
     }
     let mut s = String::new();
-    python::py_str(&mut s, value);
-    Value::from(s)
+    python::py_str(&mut s, value)?;
+    Ok(Value::from(s))
 }
 
 /// jinja2's `trim(value, chars=None)`: Python's `str.strip()`.
 ///
 /// A string with nothing to strip comes back as the same value, without a copy.
-fn trim(value: &Value, chars: Option<String>) -> Value {
+fn trim(value: &Value, chars: Option<String>) -> Result<Value, Error> {
     if value.kind() == ValueKind::String && !value.is_safe() {
         let s = value.as_str().unwrap_or_default();
         let kept = strip(s, chars.as_deref());
-        return if kept.len() == s.len() {
+        return Ok(if kept.len() == s.len() {
             value.clone()
         } else {
             Value::from(kept)
-        };
+        });
     }
     let mut s = String::new();
-    python::py_str(&mut s, value);
-    Value::from(strip(&s, chars.as_deref()))
+    python::py_str(&mut s, value)?;
+    Ok(Value::from(strip(&s, chars.as_deref())))
 }
 
 /// Python's `s.strip(chars)`.
@@ -447,27 +494,28 @@ fn strip<'a>(s: &'a str, chars: Option<&str>) -> &'a str {
 }
 
 /// jinja2's `center(value, width=80)`: Python's `str.center`.
-fn center(value: &Value, width: Option<usize>) -> String {
+fn center(state: &State, value: &Value, width: Option<usize>) -> Result<String, Error> {
     let mut s = String::new();
-    python::py_str(&mut s, value);
+    python::py_str(&mut s, value)?;
     let width = width.unwrap_or(80);
     let len = s.chars().count();
     if width <= len {
-        return s;
+        return Ok(s);
     }
+    ensure_bytes(state, "center", s.len() + (width - len))?;
     let margin = width - len;
     // CPython: left = margin / 2 + (margin & width & 1).
     let left = margin / 2 + (margin & width & 1);
     let mut out = " ".repeat(left);
     out.push_str(&s);
     out.push_str(&" ".repeat(margin - left));
-    out
+    Ok(out)
 }
 
 /// jinja2's `wordcount`: the number of `\w+` runs.
-fn wordcount(value: &Value) -> usize {
+fn wordcount(value: &Value) -> Result<usize, Error> {
     let mut s = String::new();
-    python::py_str(&mut s, value);
+    python::py_str(&mut s, value)?;
     let mut count = 0;
     let mut in_word = false;
     for c in s.chars() {
@@ -477,7 +525,7 @@ fn wordcount(value: &Value) -> usize {
         }
         in_word = word;
     }
-    count
+    Ok(count)
 }
 
 /// The body of a `{% generation %}` block, fenced so the renderer can find it again.
@@ -492,7 +540,7 @@ fn generation(body: String) -> String {
 /// `raise_exception(message)`: fails the render with the template's own message.
 fn raise_exception(message: Value) -> Result<Value, Error> {
     let mut text = String::new();
-    python::py_str(&mut text, &message);
+    python::py_str(&mut text, &message)?;
     Err(Error::new(ErrorKind::InvalidOperation, text.clone()).with_source(Raised(text)))
 }
 
@@ -599,8 +647,8 @@ mod tests {
         let src = "{{ x[-1] }}|{{ x[1:] }}|{{ x|length }}|{% for i in x %}{{ i }}{% endfor %}|\
                    {{ x|tojson }}|{{ 2 in x }}|{{ x|reverse|list }}|{{ x == [1, 2, 3] }}|\
                    {{ x[0:2]|join(\",\") }}|{{ m[\"k\"][-1][\"a\"] }}";
-        let x = crate::value::from_json(&serde_json::json!([1, 2, 3]));
-        let m = crate::value::from_json(&serde_json::json!({"k": [{"a": 1}, {"a": "z"}]}));
+        let x = crate::value::from_json(&serde_json::json!([1, 2, 3])).unwrap();
+        let m = crate::value::from_json(&serde_json::json!({"k": [{"a": 1}, {"a": "z"}]})).unwrap();
         let got = env
             .render_str(src, minijinja::context! { x => x, m => m })
             .unwrap();

@@ -85,6 +85,28 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// Rendering went past one of the template's [`Limits`](crate::Limits): the template does
+    /// more work, builds more data or nests deeper than any chat template needs.
+    #[error("template `{template}` line {line} exceeded its {limit} limit: {message}")]
+    LimitExceeded {
+        /// The template name.
+        template: String,
+        /// 1-based line where rendering stopped (0 when unknown).
+        line: usize,
+        /// Which limit.
+        limit: crate::Limit,
+        /// What went past it.
+        message: String,
+    },
+    /// The template engine panicked while rendering (minijinja has a few panics on malformed
+    /// templates, such as `loop.cycle()` without arguments); the panic was caught.
+    #[error("template `{template}` crashed the template engine: {message}")]
+    EnginePanic {
+        /// The template name.
+        template: String,
+        /// The panic's message.
+        message: String,
+    },
     /// The inputs to [`crate::ChatTemplate::apply`] are inconsistent (as transformers rejects them).
     #[error("invalid chat input: {0}")]
     InvalidInput(String),

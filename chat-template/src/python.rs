@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use minijinja::value::{Value, ValueKind};
 use minijinja::{Error, ErrorKind};
 
+use crate::limits::{Limit, MAX_PRINT_DEPTH, limit_error, max_bytes};
 use crate::value::{JsonMap, seq_items};
 
 /// Options of `json.dumps` that transformers' `tojson` exposes.
@@ -59,10 +60,30 @@ pub(crate) fn map_entries(value: &Value) -> Vec<(Value, Value)> {
 }
 
 /// `json.dumps(value, ...)`.
+///
+/// Fails on values nested deeper than [`MAX_PRINT_DEPTH`] and on output longer than the render's
+/// size limit (values made by a template may share parts, so their text can be exponentially
+/// longer than the work that built them).
 pub(crate) fn json_dumps(value: &Value, opts: &JsonOptions) -> Result<String, Error> {
     let mut writer = JsonWriter::new(opts);
     writer.value(value, 0)?;
     Ok(writer.out)
+}
+
+/// The error for printing a value nested deeper than [`MAX_PRINT_DEPTH`].
+fn too_deep() -> Error {
+    limit_error(
+        Limit::Nesting,
+        format!("cannot print a value nested deeper than {MAX_PRINT_DEPTH} levels"),
+    )
+}
+
+/// The error for printing a value whose text is longer than `max` bytes.
+fn too_long(max: usize) -> Error {
+    limit_error(
+        Limit::OutputSize,
+        format!("the text of a value is longer than the limit of {max} bytes"),
+    )
 }
 
 /// `json.dumps(value, ...)` as a template string. A prepared object (see
@@ -91,6 +112,8 @@ struct JsonWriter<'a> {
     opts: &'a JsonOptions,
     /// `"\n"` and the indent repeated for the deepest level reached so far (indented output).
     newline: String,
+    /// The longest output allowed.
+    max: usize,
 }
 
 impl<'a> JsonWriter<'a> {
@@ -111,22 +134,33 @@ impl<'a> JsonWriter<'a> {
             out: String::with_capacity(1024),
             opts,
             newline,
+            max: max_bytes(),
         }
     }
 
     /// The newline and indentation before an item at `level` (nothing on one line).
-    fn newline_indent(&mut self, level: usize) {
+    fn newline_indent(&mut self, level: usize) -> Result<(), Error> {
         let Some(indent) = &self.opts.indent else {
-            return;
+            return Ok(());
         };
         let len = 1 + level * indent.len();
+        if self.out.len() + len > self.max {
+            return Err(too_long(self.max));
+        }
         while self.newline.len() < len {
             self.newline.push_str(indent);
         }
         self.out.push_str(&self.newline[..len]);
+        Ok(())
     }
 
     fn value(&mut self, value: &Value, level: usize) -> Result<(), Error> {
+        if level > MAX_PRINT_DEPTH {
+            return Err(too_deep());
+        }
+        if self.out.len() > self.max {
+            return Err(too_long(self.max));
+        }
         match value.kind() {
             ValueKind::None => self.out.push_str("null"),
             ValueKind::Bool => self
@@ -161,15 +195,15 @@ impl<'a> JsonWriter<'a> {
             return Ok(());
         }
         self.out.push('[');
-        self.newline_indent(level + 1);
+        self.newline_indent(level + 1)?;
         for (i, item) in items.iter().enumerate() {
             if i > 0 {
                 self.out.push_str(&self.opts.item_separator);
-                self.newline_indent(level + 1);
+                self.newline_indent(level + 1)?;
             }
             self.value(item, level + 1)?;
         }
-        self.newline_indent(level);
+        self.newline_indent(level)?;
         self.out.push(']');
         Ok(())
     }
@@ -192,11 +226,11 @@ impl<'a> JsonWriter<'a> {
             entries
         };
         self.out.push('{');
-        self.newline_indent(level + 1);
+        self.newline_indent(level + 1)?;
         for (i, (k, v)) in entries.iter().enumerate() {
             if i > 0 {
                 self.out.push_str(&self.opts.item_separator);
-                self.newline_indent(level + 1);
+                self.newline_indent(level + 1)?;
             }
             match k.as_str() {
                 Some(key) if k.kind() == ValueKind::String => {
@@ -207,7 +241,7 @@ impl<'a> JsonWriter<'a> {
             self.out.push_str(&self.opts.key_separator);
             self.value(v, level + 1)?;
         }
-        self.newline_indent(level);
+        self.newline_indent(level)?;
         self.out.push('}');
         Ok(())
     }
@@ -385,16 +419,32 @@ pub(crate) fn float_repr(f: f64) -> String {
 }
 
 /// `str(value)`: strings as they are, everything else as `repr`.
-pub(crate) fn py_str(out: &mut String, value: &Value) {
+///
+/// Fails on values nested deeper than [`MAX_PRINT_DEPTH`] and when the text grows past the
+/// render's size limit (see [`json_dumps`]).
+pub(crate) fn py_str(out: &mut String, value: &Value) -> Result<(), Error> {
     match value.kind() {
-        ValueKind::Undefined => {}
-        ValueKind::String => out.push_str(value.as_str().unwrap_or_default()),
+        ValueKind::Undefined => Ok(()),
+        ValueKind::String => {
+            out.push_str(value.as_str().unwrap_or_default());
+            Ok(())
+        }
         _ => py_repr(out, value),
     }
 }
 
-/// `repr(value)`.
-pub(crate) fn py_repr(out: &mut String, value: &Value) {
+/// `repr(value)`, with the limits of [`py_str`].
+pub(crate) fn py_repr(out: &mut String, value: &Value) -> Result<(), Error> {
+    repr_at(out, value, 0, max_bytes())
+}
+
+fn repr_at(out: &mut String, value: &Value, depth: usize, max: usize) -> Result<(), Error> {
+    if depth > MAX_PRINT_DEPTH {
+        return Err(too_deep());
+    }
+    if out.len() > max {
+        return Err(too_long(max));
+    }
     match value.kind() {
         ValueKind::Undefined => {}
         ValueKind::None => out.push_str("None"),
@@ -416,7 +466,7 @@ pub(crate) fn py_repr(out: &mut String, value: &Value) {
                     if i > 0 {
                         out.push_str(", ");
                     }
-                    py_repr(out, &item);
+                    repr_at(out, &item, depth + 1, max)?;
                     count += 1;
                 }
             }
@@ -431,9 +481,9 @@ pub(crate) fn py_repr(out: &mut String, value: &Value) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                py_repr(out, k);
+                repr_at(out, k, depth + 1, max)?;
                 out.push_str(": ");
-                py_repr(out, v);
+                repr_at(out, v, depth + 1, max)?;
             }
             out.push('}');
         }
@@ -441,6 +491,7 @@ pub(crate) fn py_repr(out: &mut String, value: &Value) {
             let _ = write!(out, "{value}");
         }
     }
+    Ok(())
 }
 
 /// Characters `str.isprintable()` rejects (besides the C0/C1 controls), so `repr` escapes them.
@@ -580,7 +631,7 @@ mod tests {
             Value::from_pairs([("k", Value::from("a\nb"))]),
         ]);
         let mut s = String::new();
-        py_repr(&mut s, &v);
+        py_repr(&mut s, &v).unwrap();
         assert_eq!(s, r#"["it's", None, True, {'k': 'a\nb'}]"#);
     }
 }

@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::python::is_py_space;
 use crate::special::SpecialTokens;
-use crate::template::{ChatTemplate, map_error};
-use crate::value::{ARG_NAMES, Items, Root, from_json, from_json_memo, map_from_pairs};
+use crate::template::ChatTemplate;
+use crate::value::{ARG_NAMES, Items, Root, TooDeep, from_json, from_json_memo, map_from_pairs};
 
 /// What [`ChatTemplate::apply`] renders besides the messages.
 #[derive(Debug, Clone, Default)]
@@ -86,9 +86,12 @@ impl PreparedChat {
                         "Tools should be JSON schemas (objects)".into(),
                     ));
                 }
-                Some(Value::from(
-                    tools.iter().map(from_json_memo).collect::<Vec<_>>(),
-                ))
+                let tools = tools
+                    .iter()
+                    .map(from_json_memo)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.error("tools"))?;
+                Some(Value::from(tools))
             }
             None => None,
         };
@@ -110,7 +113,9 @@ impl PreparedChat {
                 self.values.len()
             )));
         };
-        Arc::make_mut(&mut self.values).push(message_value(map));
+        let value =
+            message_value(map).map_err(|e| e.error(&format!("message {}", self.values.len())))?;
+        Arc::make_mut(&mut self.values).push(value);
         self.last = Some(message.clone());
         Ok(())
     }
@@ -135,7 +140,7 @@ fn py_strip(s: &str) -> &str {
 
 /// A message as the template sees it: keys with `null` values dropped (transformers'
 /// normalization), then the reasoning fields aliased as [`alias_reasoning`] does, built directly.
-fn message_value(map: &Map<String, Json>) -> Value {
+fn message_value(map: &Map<String, Json>) -> Result<Value, TooDeep> {
     // The first reasoning field set, in REASONING_FIELDS order (one pass, no hashed lookups).
     let mut reasoning: Option<(usize, &Json)> = None;
     let mut has_reasoning_content = false;
@@ -153,30 +158,30 @@ fn message_value(map: &Map<String, Json>) -> Value {
     let Some((_, reasoning)) = reasoning else {
         let mut pairs = Items::with_capacity(map.len());
         for (k, v) in map.iter().filter(|(_, v)| !v.is_null()) {
-            pairs.push((Value::from(k.as_str()), from_json(v)));
+            pairs.push((Value::from(k.as_str()), from_json(v)?));
         }
-        return map_from_pairs(pairs);
+        return Ok(map_from_pairs(pairs));
     };
-    let reasoning = from_json(reasoning);
+    let reasoning = from_json(reasoning)?;
     let mut pairs = Items::with_capacity(map.len() + 2);
     pairs.push((Value::from("thinking"), reasoning.clone()));
     for (k, v) in map.iter().filter(|(_, v)| !v.is_null()) {
         match k.as_str() {
             "thinking" => {
                 if let Some(first) = pairs.as_mut_slice().first_mut() {
-                    first.1 = from_json(v);
+                    first.1 = from_json(v)?;
                 }
             }
             "reasoning_content" => {
                 pairs.push((Value::from("reasoning_content"), reasoning.clone()))
             }
-            _ => pairs.push((Value::from(k.as_str()), from_json(v))),
+            _ => pairs.push((Value::from(k.as_str()), from_json(v)?)),
         }
     }
     if !has_reasoning_content {
         pairs.push((Value::from("reasoning_content"), reasoning));
     }
-    map_from_pairs(pairs)
+    Ok(map_from_pairs(pairs))
 }
 
 /// `{"thinking": r, **message, "reasoning_content": r}` for the first reasoning field set.
@@ -238,11 +243,21 @@ impl ChatTemplate {
                 "Tools should be JSON schemas (objects)".into(),
             ));
         }
-        let message_values: Vec<Value> = chat.iter().map(|m| message_value(m)).collect();
-        let tools = opts
-            .tools
-            .as_ref()
-            .map(|items| Value::from(items.iter().map(from_json).collect::<Vec<_>>()));
+        let message_values = chat
+            .iter()
+            .enumerate()
+            .map(|(i, m)| message_value(m).map_err(|e| e.error(&format!("message {i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let tools = match &opts.tools {
+            Some(items) => Some(Value::from(
+                items
+                    .iter()
+                    .map(from_json)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.error("tools"))?,
+            )),
+            None => None,
+        };
         self.render_values(Arc::new(message_values), chat.last().copied(), tools, opts)
     }
 
@@ -314,8 +329,9 @@ impl ChatTemplate {
                     tag_final_message(alias_reasoning(normalized), opts, &variant.source)?;
                 let pairs = tagged
                     .iter()
-                    .map(|(k, v)| (Value::from(k.as_str()), from_json(v)))
-                    .collect();
+                    .map(|(k, v)| Ok((Value::from(k.as_str()), from_json(v)?)))
+                    .collect::<Result<_, TooDeep>>()
+                    .map_err(|e| e.error("the final message"))?;
                 if let Some(slot) = Arc::make_mut(&mut message_values).last_mut() {
                     *slot = map_from_pairs(pairs);
                 }
@@ -335,10 +351,17 @@ impl ChatTemplate {
                 )));
             }
             vars.retain(|(name, _)| name.as_str() != Some(k.as_str()));
-            vars.push((Value::from(k.as_str()), from_json(v)));
+            let value = from_json(v).map_err(|e| e.error(&format!("extra variable `{k}`")))?;
+            vars.push((Value::from(k.as_str()), value));
         }
         let documents = match &opts.documents {
-            Some(items) => Value::from(items.iter().map(from_json).collect::<Vec<_>>()),
+            Some(items) => Value::from(
+                items
+                    .iter()
+                    .map(from_json)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.error("documents"))?,
+            ),
             None => Value::from_object(env::PyNone),
         };
         let ctx = Value::from_object(Root {
@@ -353,14 +376,7 @@ impl ChatTemplate {
 
         let raw = {
             let _now = NowGuard::set(opts.now);
-            let template = self
-                .inner
-                .env
-                .get_template(&variant.key)
-                .map_err(|e| map_error(e, &variant.key))?;
-            template
-                .render(ctx)
-                .map_err(|e| map_error(e, &variant.key))?
+            self.render_bounded(variant, ctx)?
         };
         let (mut text, mut spans) = if variant.has_generation {
             env::extract_generation_spans(&raw)

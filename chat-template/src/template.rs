@@ -1,18 +1,21 @@
 //! [`ChatTemplate`]: one model's chat template(s), compiled once.
 
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Arc;
 
-use minijinja::{Environment, ErrorKind};
+use minijinja::{Environment, ErrorKind, Value};
 
 use crate::builtin::Builtin;
 use crate::env::{self, Raised};
 use crate::error::{Error, Result};
+use crate::limits::{BytesGuard, Limit, LimitHit, Limits, OutputBuffer, panic_message};
 use crate::load::{self, Found};
+use crate::namespace;
 
 /// One named template of a model (`default`, `tool_use`, `rag`, ...).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Variant {
     /// The name transformers selects it by.
     pub name: String,
@@ -24,9 +27,11 @@ pub(crate) struct Variant {
     pub has_generation: bool,
 }
 
+#[derive(Clone)]
 pub(crate) struct Inner {
     pub env: Environment<'static>,
     pub variants: Vec<Variant>,
+    pub limits: Limits,
 }
 
 /// A model's chat template, parsed and ready to [`apply`](ChatTemplate::apply).
@@ -61,6 +66,7 @@ pub(crate) fn map_error(err: minijinja::Error, template: &str) -> Error {
     let line = err.line().unwrap_or(0);
     let template = err.name().unwrap_or(template).to_owned();
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    let mut limit = None;
     while let Some(e) = source {
         if let Some(raised) = e.downcast_ref::<Raised>() {
             return Error::Raised {
@@ -69,7 +75,28 @@ pub(crate) fn map_error(err: minijinja::Error, template: &str) -> Error {
                 message: raised.0.clone(),
             };
         }
+        if let Some(hit) = e.downcast_ref::<LimitHit>() {
+            limit = Some(hit.0);
+        }
         source = e.source();
+    }
+    let limit = limit.or(match (err.kind(), err.detail()) {
+        (ErrorKind::OutOfFuel, _) => Some(Limit::Fuel),
+        (ErrorKind::InvalidOperation, Some("recursion limit exceeded")) => Some(Limit::Recursion),
+        _ => None,
+    });
+    if let Some(limit) = limit {
+        let message = match (limit, err.detail()) {
+            (_, Some(detail)) if limit != Limit::Recursion => detail.to_owned(),
+            (Limit::Fuel, _) => "the render did more work than its fuel pays for".to_owned(),
+            _ => "macro calls, loops or blocks nest too deeply".to_owned(),
+        };
+        return Error::LimitExceeded {
+            template,
+            line,
+            limit,
+            message,
+        };
     }
     let message = match err.detail() {
         Some(detail) => format!("{}: {detail}", err.kind()),
@@ -94,6 +121,8 @@ impl ChatTemplate {
     /// one template named `default`, else `label[name]`).
     pub(crate) fn compile(label: &str, templates: Vec<(String, String)>) -> Result<Self> {
         let mut env = env::new_environment();
+        let limits = Limits::default();
+        apply_limits(&mut env, &limits);
         let single = templates.len() == 1 && templates[0].0 == "default";
         let mut variants = Vec::with_capacity(templates.len());
         for (name, source) in templates {
@@ -105,6 +134,8 @@ impl ChatTemplate {
             let rewritten = env::rewrite_generation_tags(&source);
             let has_generation = rewritten.is_some();
             let compiled_source = rewritten.unwrap_or_else(|| source.clone());
+            let compiled_source =
+                namespace::guard_namespace_sets(&compiled_source).unwrap_or(compiled_source);
             env.add_template_owned(key.clone(), compiled_source)
                 .map_err(|e| map_error(e, &key))?;
             variants.push(Variant {
@@ -115,7 +146,83 @@ impl ChatTemplate {
             });
         }
         Ok(Self {
-            inner: Arc::new(Inner { env, variants }),
+            inner: Arc::new(Inner {
+                env,
+                variants,
+                limits,
+            }),
+        })
+    }
+
+    /// The same template(s) with other [`Limits`] on each render.
+    ///
+    /// ```
+    /// use kiln_chat_template::{Builtin, ChatTemplate, Limits};
+    /// let template = ChatTemplate::builtin(Builtin::ChatMl).with_limits(Limits {
+    ///     max_output_bytes: 1 << 20,
+    ///     ..Limits::default()
+    /// });
+    /// assert_eq!(template.limits().max_output_bytes, 1 << 20);
+    /// ```
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        let inner = Arc::make_mut(&mut self.inner);
+        apply_limits(&mut inner.env, &limits);
+        inner.limits = limits;
+        self
+    }
+
+    /// The [`Limits`] each render runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Renders the template `variant` with the context `ctx`, within the limits: the output
+    /// buffer refuses to grow past `max_output_bytes`, and a panic of the engine becomes
+    /// [`Error::EnginePanic`].
+    pub(crate) fn render_bounded(&self, variant: &Variant, ctx: Value) -> Result<String> {
+        let key = &variant.key;
+        let limits = &self.inner.limits;
+        let _bytes = BytesGuard::set(limits.max_output_bytes);
+        let mut out = OutputBuffer::new(variant.source.len(), limits.max_output_bytes);
+        // minijinja panics on a few malformed templates (`loop.cycle()` without arguments divides
+        // by zero), and a downloaded template must not take the process down: the panic is
+        // caught here. Nothing of the environment is left half-changed by it (a render only
+        // reads the environment), so later renders are unaffected. This needs unwinding panics;
+        // a binary built with `panic = "abort"` still aborts.
+        let rendered = panic::catch_unwind(AssertUnwindSafe(|| {
+            let template = self.inner.env.get_template(key)?;
+            template.render_captured_to(ctx, &mut out).map(|c| {
+                if std::env::var_os("KILN_FUEL_DEBUG").is_some() {
+                    eprintln!("FUEL {key} {:?} {}", c.state().fuel_levels(), 0);
+                }
+            })
+        }));
+        match rendered {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if out.exceeded => {
+                return Err(Error::LimitExceeded {
+                    template: key.clone(),
+                    line: e.line().unwrap_or(0),
+                    limit: Limit::OutputSize,
+                    message: format!(
+                        "the prompt is larger than {} bytes",
+                        limits.max_output_bytes
+                    ),
+                });
+            }
+            Ok(Err(e)) => return Err(map_error(e, key)),
+            Err(payload) => {
+                return Err(Error::EnginePanic {
+                    template: key.clone(),
+                    message: panic_message(payload.as_ref()),
+                });
+            }
+        }
+        // minijinja writes whole `str`s, so the bytes are UTF-8.
+        String::from_utf8(out.buf).map_err(|e| Error::Render {
+            template: key.clone(),
+            line: 0,
+            message: e.to_string(),
         })
     }
 
@@ -229,4 +336,10 @@ impl ChatTemplate {
             available: available(),
         })
     }
+}
+
+/// Configures `env` for `limits` (the output size is enforced by [`ChatTemplate::render_bounded`]).
+fn apply_limits(env: &mut Environment<'static>, limits: &Limits) {
+    env.set_fuel(limits.fuel);
+    env.set_recursion_limit(limits.max_recursion);
 }

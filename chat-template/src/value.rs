@@ -6,13 +6,15 @@
 //! [`JsonList`]s. Both keep a few items in place ([`Items`]), so a small container costs one
 //! allocation rather than two.
 
-use std::sync::{Arc, OnceLock};
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use minijinja::Value;
 use minijinja::value::{Enumerator, Object, ObjectExt, ObjectRepr};
 use serde_json::Value as Json;
 use smallvec::SmallVec;
 
+use crate::limits::MAX_INPUT_DEPTH;
 use crate::python::JsonOptions;
 
 /// The items of a container: up to 4 in place, more on the heap.
@@ -98,9 +100,27 @@ pub(crate) fn seq_items(value: &Value) -> Option<&[Value]> {
     value.downcast_object_ref::<Vec<Value>>().map(Vec::as_slice)
 }
 
+/// A JSON input nests deeper than [`MAX_INPUT_DEPTH`].
+#[derive(Debug)]
+pub(crate) struct TooDeep;
+
+impl TooDeep {
+    /// The error for the input `what` (`message 3`, `tools`, ...).
+    pub(crate) fn error(self, what: &str) -> crate::Error {
+        crate::Error::InvalidInput(format!("{what} nests deeper than {MAX_INPUT_DEPTH} levels"))
+    }
+}
+
 /// Converts JSON to a template value (objects become [`JsonMap`]s, arrays [`JsonList`]s).
-pub(crate) fn from_json(v: &Json) -> Value {
-    match v {
+///
+/// Inputs nest at most [`MAX_INPUT_DEPTH`] levels, so that nothing walking them later (kiln's
+/// printing, minijinja's own) can run out of stack.
+pub(crate) fn from_json(v: &Json) -> Result<Value, TooDeep> {
+    from_json_at(v, 0)
+}
+
+fn from_json_at(v: &Json, depth: usize) -> Result<Value, TooDeep> {
+    Ok(match v {
         Json::Null => Value::from(()),
         Json::Bool(b) => Value::from(*b),
         Json::Number(n) => {
@@ -113,26 +133,75 @@ pub(crate) fn from_json(v: &Json) -> Value {
             }
         }
         Json::String(s) => Value::from(s.as_str()),
-        Json::Array(items) => Value::from_object(JsonList(items.iter().map(from_json).collect())),
+        Json::Array(_) | Json::Object(_) if depth >= MAX_INPUT_DEPTH => return Err(TooDeep),
+        Json::Array(items) => Value::from_object(JsonList(
+            items
+                .iter()
+                .map(|v| from_json_at(v, depth + 1))
+                .collect::<Result<_, _>>()?,
+        )),
         Json::Object(map) => Value::from_object(JsonMap(
             map.iter()
-                .map(|(k, v)| (Value::from(k.as_str()), from_json(v)))
-                .collect(),
+                .map(|(k, v)| Ok((Value::from(k.as_str()), from_json_at(v, depth + 1)?)))
+                .collect::<Result<_, _>>()?,
             None,
         )),
-    }
+    })
 }
 
 /// Like [`from_json`], and a top-level object remembers its `tojson` text (see [`JsonMap`]).
-pub(crate) fn from_json_memo(v: &Json) -> Value {
+pub(crate) fn from_json_memo(v: &Json) -> Result<Value, TooDeep> {
     match v {
-        Json::Object(map) => Value::from_object(JsonMap(
+        Json::Object(map) => Ok(Value::from_object(JsonMap(
             map.iter()
-                .map(|(k, v)| (Value::from(k.as_str()), from_json(v)))
-                .collect(),
+                .map(|(k, v)| Ok((Value::from(k.as_str()), from_json_at(v, 1)?)))
+                .collect::<Result<_, _>>()?,
             Some(DumpsMemo::new()),
-        )),
+        ))),
         other => from_json(other),
+    }
+}
+
+/// A one-shot generator, as Python's `map()` and `filter()` return: the value
+/// `Value::make_one_shot_iterator` makes, except that the items not yet taken can be looked at
+/// (to check what a template stores in a namespace) without consuming them.
+pub(crate) struct Generator(Mutex<std::vec::IntoIter<Value>>);
+
+impl Generator {
+    /// A generator over `items`.
+    pub(crate) fn new_value(items: Vec<Value>) -> Value {
+        Value::from_object(Generator(Mutex::new(items.into_iter())))
+    }
+
+    /// The items not yet taken.
+    pub(crate) fn remaining(&self) -> Vec<Value> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_slice()
+            .to_vec()
+    }
+
+    fn next(&self) -> Option<Value> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).next()
+    }
+}
+
+impl fmt::Debug for Generator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // As minijinja prints its iterables.
+        f.debug_struct("<iterator>").finish()
+    }
+}
+
+impl Object for Generator {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Iterable
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let this = self.clone();
+        Enumerator::Iter(Box::new(std::iter::from_fn(move || this.next())))
     }
 }
 

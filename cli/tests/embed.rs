@@ -198,3 +198,29 @@ fn model_by_hub_id_from_the_cache() {
     assert!(err.contains("not at revision `v9`"), "{err}");
     std::fs::remove_dir_all(&cache).unwrap();
 }
+
+#[test]
+fn model_flags_embed_does_not_apply_are_refused() {
+    let tiny_bert = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/models/tiny-bert");
+    for flags in [
+        vec!["--quant", "nf4"],
+        vec!["--quant", "int8"],
+        vec!["--double-quant"],
+        vec!["--compute-dtype", "bf16"],
+        vec!["--dtype", "f16"],
+    ] {
+        let mut args = vec!["embed", "--model", tiny_bert, "hello"];
+        args.extend(&flags);
+        let out = kiln(&args);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with(&format!(
+                "error: {} is not supported by `kiln embed`",
+                flags[0]
+            )),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
