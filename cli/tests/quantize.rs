@@ -443,3 +443,93 @@ fn an_os_error_is_printed_once() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A Llama of random-looking weights, big enough (~100 MB) to take a while to quantize.
+#[cfg(unix)]
+fn slow_llama(dir: &Path) {
+    let (hidden, inter, layers, vocab) = (1024usize, 2816usize, 2, 256usize);
+    std::fs::create_dir_all(dir).unwrap();
+    let config = serde_json::json!({
+        "model_type": "llama", "hidden_size": hidden, "intermediate_size": inter,
+        "num_hidden_layers": layers, "num_attention_heads": 8, "vocab_size": vocab,
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let mut shapes = vec![
+        ("model.embed_tokens.weight".to_string(), vec![vocab, hidden]),
+        ("model.norm.weight".to_string(), vec![hidden]),
+        ("lm_head.weight".to_string(), vec![vocab, hidden]),
+    ];
+    for l in 0..layers {
+        let p = format!("model.layers.{l}");
+        for n in ["input_layernorm", "post_attention_layernorm"] {
+            shapes.push((format!("{p}.{n}.weight"), vec![hidden]));
+        }
+        for n in ["q", "k", "v", "o"] {
+            shapes.push((
+                format!("{p}.self_attn.{n}_proj.weight"),
+                vec![hidden, hidden],
+            ));
+        }
+        for n in ["gate", "up"] {
+            shapes.push((format!("{p}.mlp.{n}_proj.weight"), vec![inter, hidden]));
+        }
+        shapes.push((format!("{p}.mlp.down_proj.weight"), vec![hidden, inter]));
+    }
+    let data: Vec<Vec<u8>> = shapes
+        .iter()
+        .map(|(_, s)| {
+            (0..s.iter().product::<usize>())
+                .flat_map(|i| (((i * 7919) % 201) as f32 * 1e-3 - 0.1).to_le_bytes())
+                .collect()
+        })
+        .collect();
+    let views: Vec<_> = shapes
+        .iter()
+        .zip(&data)
+        .map(|((n, s), b)| {
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b);
+            (n.clone(), view.unwrap())
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_leaves_the_old_checkpoint_and_nothing_else() {
+    let dir = scratch("sigint");
+    let model = dir.join("model");
+    slow_llama(&model);
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["quantize", "--quant", "nf4", "--force", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let staging = dir.join(format!(".out.kiln-tmp-{}", child.id()));
+    let started = std::time::Instant::now();
+    while !staging.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "kiln ended early");
+        assert!(started.elapsed().as_secs() < 60, "no staging dir");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let done = child.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(130), "{}", stderr(&done));
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert!(!out.join("model.safetensors").exists());
+    assert_eq!(leftovers(&dir), Vec::<String>::new());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

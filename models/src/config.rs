@@ -153,14 +153,15 @@ impl ModelConfig {
 
 /// The sizes and constants every decoder needs, checked once at load: a config with zero
 /// layers, a zero width, a non-positive epsilon or RoPE base loads into a model that only
-/// produces garbage, so it is refused with the key named.
+/// produces garbage, so it is refused with the key named. `sizes` are, in order,
+/// [`DECODER_SIZE_KEYS`].
 pub(crate) fn check_decoder(
     arch: &str,
-    sizes: &[(&str, usize)],
+    sizes: [usize; 6],
     eps: f64,
     rope_bases: &[f64],
 ) -> Result<(), ModelError> {
-    if let Some((key, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+    if let Some((key, _)) = DECODER_SIZE_KEYS.iter().zip(sizes).find(|(_, v)| *v == 0) {
         return Err(ModelError::Config(format!(
             "{arch}: {key} must be at least 1"
         )));
@@ -177,6 +178,36 @@ pub(crate) fn check_decoder(
     }
     Ok(())
 }
+
+/// [`check_decoder`] on a config struct with the usual HF field names.
+macro_rules! check_decoder_config {
+    ($arch:expr, $c:expr, $head_dim:expr, $rope_bases:expr) => {
+        $crate::config::check_decoder(
+            $arch,
+            [
+                $c.num_hidden_layers,
+                $c.hidden_size,
+                $c.intermediate_size,
+                $c.vocab_size,
+                $head_dim,
+                $c.num_attention_heads,
+            ],
+            $c.rms_norm_eps,
+            $rope_bases,
+        )
+    };
+}
+pub(crate) use check_decoder_config;
+
+/// The `config.json` keys of [`check_decoder`]'s sizes.
+pub(crate) const DECODER_SIZE_KEYS: [&str; 6] = [
+    "num_hidden_layers",
+    "hidden_size",
+    "intermediate_size",
+    "vocab_size",
+    "head_dim",
+    "num_attention_heads",
+];
 
 #[cfg(test)]
 mod tests {

@@ -96,19 +96,7 @@ impl GemmaConfig {
                 "gemma: RoPE scaling is not supported".into(),
             ));
         }
-        crate::config::check_decoder(
-            "gemma",
-            &[
-                ("num_hidden_layers", c.num_hidden_layers),
-                ("hidden_size", c.hidden_size),
-                ("intermediate_size", c.intermediate_size),
-                ("vocab_size", c.vocab_size),
-                ("head_dim", c.head_dim),
-                ("num_attention_heads", c.num_attention_heads),
-            ],
-            c.rms_norm_eps,
-            &[c.rope_theta],
-        )?;
+        crate::config::check_decoder_config!("gemma", c, c.head_dim, &[c.rope_theta])?;
         Ok(c)
     }
 

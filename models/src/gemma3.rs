@@ -130,18 +130,11 @@ impl Gemma3Config {
                 .and_then(Value::as_f64)
                 .unwrap_or(DEFAULT_ROPE_THETA.1);
         }
-        crate::config::check_decoder(
+        crate::config::check_decoder_config!(
             "gemma3",
-            &[
-                ("num_hidden_layers", c.num_hidden_layers),
-                ("hidden_size", c.hidden_size),
-                ("intermediate_size", c.intermediate_size),
-                ("vocab_size", c.vocab_size),
-                ("head_dim", c.head_dim),
-                ("num_attention_heads", c.num_attention_heads),
-            ],
-            c.rms_norm_eps,
-            &[c.rope_theta, c.rope_local_base_freq],
+            c,
+            c.head_dim,
+            &[c.rope_theta, c.rope_local_base_freq]
         )?;
         Ok(c)
     }

@@ -92,18 +92,7 @@ impl LlamaConfig {
                 c.kv_heads()
             )));
         }
-        crate::config::check_decoder(
-            "llama",
-            &[
-                ("num_hidden_layers", c.num_hidden_layers),
-                ("hidden_size", c.hidden_size),
-                ("intermediate_size", c.intermediate_size),
-                ("vocab_size", c.vocab_size),
-                ("head_dim", c.head_dim()),
-            ],
-            c.rms_norm_eps,
-            &[c.rope_theta],
-        )?;
+        crate::config::check_decoder_config!("llama", c, c.head_dim(), &[c.rope_theta])?;
         Ok(c)
     }
 
@@ -226,10 +215,11 @@ impl<B: Backend> Layer<B> {
         implementation: AttentionImpl,
     ) -> Result<Tensor<B, 3>, ModelError> {
         let h = self.input_layernorm.forward(x.clone());
-        let x = x + self
+        let attn = self
             .self_attn
             .forward(h, rope, mask, cache, implementation)?;
-        let h = self.post_attention_layernorm.forward(x.clone());
+        // The residual add and the second norm in one pass where a kernel does both.
+        let (x, h) = self.post_attention_layernorm.forward_residual(x, attn);
         Ok(x + self.mlp.forward(h))
     }
 }

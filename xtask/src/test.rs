@@ -72,6 +72,20 @@ const STEPS: &[Step] = &[
         lint: false,
     },
     Step {
+        name: "model kernels on wgpu (lavapipe)",
+        args: &[
+            "test",
+            "--package",
+            "kiln-models",
+            "--features",
+            "wgpu",
+            "--lib",
+            "nn::kernels",
+        ],
+        env: &[],
+        lint: false,
+    },
+    Step {
         name: "CUDA code type-checks",
         args: &[
             "check",

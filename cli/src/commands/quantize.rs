@@ -381,11 +381,7 @@ struct Staging {
 impl Staging {
     fn new(out: &Path) -> Result<Self> {
         let dir = sibling(out, "tmp");
-        if dir.exists() {
-            // Left by a killed run that had this process id.
-            fs::remove_dir_all(&dir).with_context(|| dir.display().to_string())?;
-        }
-        fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+        // The handler goes first: a Ctrl-C must not find the dir without it.
         let pending = Arc::new(Mutex::new(Some(dir.clone())));
         let on_interrupt = Arc::clone(&pending);
         let handler = ctrlc::set_handler(move || {
@@ -399,7 +395,14 @@ impl Staging {
         if let Err(e) = handler {
             tracing::warn!("Ctrl-C would leave {} behind: {e}", dir.display());
         }
-        Ok(Self { dir, pending })
+        let staging = Self { dir, pending };
+        let dir = &staging.dir;
+        if dir.exists() {
+            // Left by a killed run that had this process id.
+            fs::remove_dir_all(dir).with_context(|| dir.display().to_string())?;
+        }
+        fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+        Ok(staging)
     }
 
     fn dir(&self) -> &Path {

@@ -63,7 +63,7 @@ pub(super) fn gated<R: CubeRuntime>(
     Some(out)
 }
 
-/// Runs [`gated_kernel`] into `out`, a contiguous tensor shaped as `gate`.
+/// Runs [`gated_kernel()`] into `out`, a contiguous tensor shaped as `gate`.
 pub(super) fn launch<R: CubeRuntime>(
     activation: Activation,
     gate: CubeTensor<R>,

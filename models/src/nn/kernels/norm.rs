@@ -10,7 +10,7 @@ use super::glue::{
     vector_width,
 };
 
-/// Compile-time choices of [`rms_norm_kernel`].
+/// Compile-time choices of [`rms_norm_kernel()`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) struct NormConfig {
     /// Units per cube, a power of two.
@@ -156,7 +156,7 @@ pub(super) fn rms_norm<R: CubeRuntime>(
     Some((out, sum))
 }
 
-/// Runs [`rms_norm_kernel`] into `out` (and `sum`), contiguous tensors shaped as `x`.
+/// Runs [`rms_norm_kernel()`] into `out` (and `sum`), contiguous tensors shaped as `x`.
 pub(super) fn launch<R: CubeRuntime>(
     x: CubeTensor<R>,
     residual: Option<CubeTensor<R>>,

@@ -81,7 +81,7 @@ pub(super) fn rope<R: CubeRuntime>(
     Some(out)
 }
 
-/// Runs [`rope_kernel`] into `out`, a contiguous tensor shaped as `x`.
+/// Runs [`rope_kernel()`] into `out`, a contiguous tensor shaped as `x`.
 pub(super) fn launch<R: CubeRuntime>(
     x: CubeTensor<R>,
     cos: CubeTensor<R>,
