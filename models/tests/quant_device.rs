@@ -97,11 +97,13 @@ fn max_diff(
     Ok(worst)
 }
 
+/// (label, dir, dtype, quantization, reference, tolerance)
+type Run<'a> = (String, PathBuf, FloatDtype, Option<QuantConfig>, &'a str, f32);
+
 #[test]
 fn quantized_and_half_precision_loads_on_cuda() {
     let f32_dir = root().join("f32");
-    // (label, dir, dtype, quantization, reference, tolerance)
-    let mut runs: Vec<(String, PathBuf, FloatDtype, Option<QuantConfig>, &str, f32)> = Vec::new();
+    let mut runs: Vec<Run> = Vec::new();
     for v in ["nf4", "nf4-dq", "fp4", "int8"] {
         runs.push((
             format!("{v} on load"),
