@@ -124,13 +124,22 @@ impl Job for Generate {
         let messages = args.messages(&prompts[0]);
         let mut stdout = std::io::stdout();
         let json = args.json;
+        let mut write_error = None;
         let out = pipeline.chat(&messages, &config, &mut |delta| {
-            if !json {
-                let _ = stdout.write_all(delta.as_bytes());
-                let _ = stdout.flush();
+            if !json
+                && let Err(e) = stdout
+                    .write_all(delta.as_bytes())
+                    .and_then(|()| stdout.flush())
+            {
+                // A closed stdout (`| head`): stop generating, and exit quietly.
+                write_error = Some(e);
+                return ControlFlow::Break(());
             }
             ControlFlow::Continue(())
         })?;
+        if let Some(e) = write_error {
+            return Err(e.into());
+        }
         let mut stats = Stats::new(load);
         stats.add(out.timing, out.tokens.len());
         if json {
@@ -142,9 +151,9 @@ impl Job for Generate {
             if args.stats {
                 v["stats"] = stats.json();
             }
-            println!("{v}");
+            writeln!(stdout, "{v}")?;
         } else {
-            println!();
+            writeln!(stdout)?;
         }
         if args.stats {
             stats.print();

@@ -360,7 +360,7 @@ fn sibling(out: &Path, what: &str) -> PathBuf {
     }
 }
 
-/// Removes `dir`; a second try covers a file the quantizer created meanwhile.
+/// Removes `dir`, trying again when the quantizer created a file in it meanwhile.
 fn remove_quietly(dir: &Path) {
     for _ in 0..3 {
         if fs::remove_dir_all(dir).is_ok() || !dir.exists() {
@@ -389,7 +389,8 @@ impl Staging {
             if let Some(dir) = pending.as_ref() {
                 remove_quietly(dir);
             }
-            // The shell's status for a SIGINT; the lock stays held so nothing else runs.
+            // The shell's status for a SIGINT; the lock, still held, keeps `install` and `drop`
+            // from running meanwhile.
             std::process::exit(130);
         });
         if let Err(e) = handler {
