@@ -98,7 +98,14 @@ fn max_diff(
 }
 
 /// (label, dir, dtype, quantization, reference, tolerance)
-type Run<'a> = (String, PathBuf, FloatDtype, Option<QuantConfig>, &'a str, f32);
+type Run<'a> = (
+    String,
+    PathBuf,
+    FloatDtype,
+    Option<QuantConfig>,
+    &'a str,
+    f32,
+);
 
 #[test]
 fn quantized_and_half_precision_loads_on_cuda() {
