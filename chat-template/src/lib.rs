@@ -27,6 +27,11 @@
 //! Errors name the template and line; a template's `raise_exception("...")` becomes
 //! [`Error::Raised`] carrying its message. Where kiln differs from transformers is listed in
 //! `COMPATIBILITY.md`.
+//!
+//! A template comes with a model download, so it is treated as untrusted: every render runs
+//! within [`Limits`] (minijinja's fuel, the prompt's size, recursion, nesting), and a template
+//! that loops forever, builds huge strings or trips a panic in the engine ends in an
+//! [`Error`] ([`Error::LimitExceeded`], [`Error::EnginePanic`]) rather than a hang or a crash.
 
 mod builtin;
 mod conversation;

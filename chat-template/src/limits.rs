@@ -23,9 +23,13 @@ pub const MAX_INPUT_DEPTH: usize = 128;
 
 /// Bounds on what one render of a [`ChatTemplate`](crate::ChatTemplate) may do.
 ///
-/// The defaults are far above what any real chat template needs (the 79 templates of the parity
-/// suite use at most a few thousand fuel on its conversations) and low enough that a hostile
-/// template fails within about a second. Going past a limit fails the render with
+/// The defaults are far above what real chat templates need and low enough that a hostile
+/// template fails within about a second. The parity suite's templates use at most 4,016 fuel on
+/// its conversations; on a 1000-turn chat with tools (2002 messages, prompts of 600 to 800 kB)
+/// 72 of its 74 templates use under 400,000. Two are quadratic in the length of the chat and
+/// need more there: gemma-4-31B-it 17 million, Reka-Edge 48 million (with the default they stop
+/// at about 1,050 and 600 turns; raise [`Limits::fuel`] for chats that long with such
+/// templates). Going past a limit fails the render with
 /// [`Error::LimitExceeded`](crate::Error::LimitExceeded).
 ///
 /// ```
@@ -46,7 +50,7 @@ pub struct Limits {
     /// or 64 bytes of data made (output, strings and lists built by the template). `None` turns
     /// the budget off, for templates you trust.
     pub fuel: Option<u64>,
-    /// The largest prompt, in bytes. No single string made while rendering (the text of a
+    /// The largest prompt, in bytes. No string kiln builds while rendering (the text of a
     /// printed value, a `tojson` dump, a padded string) may be larger either.
     pub max_output_bytes: usize,
     /// How deeply macro calls, loops, `if`s and blocks may nest. minijinja caps this at 500.
@@ -54,7 +58,8 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The default fuel: 20 million, about a second of work and at most ~1.3 GB of data made.
+    /// The default fuel: 20 million, about half a second of the costliest work (loops that print
+    /// nothing) and at most 1.3 GB of data made.
     pub const DEFAULT_FUEL: u64 = 20_000_000;
     /// The default largest prompt: 16 MiB.
     pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 16 << 20;

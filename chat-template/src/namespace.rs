@@ -13,13 +13,16 @@ use minijinja::value::{Value, ValueKind};
 use minijinja::{Error, ErrorKind, State};
 
 use crate::limits::{Limit, limit_error};
-use crate::value::{Generator, JsonList, JsonMap};
+use crate::value::{Generator, JsonList, JsonMap, seq_items};
 
 /// The function (and filter) namespace assignments are routed through.
 pub(crate) const NS_GUARD: &str = "__kiln_ns_value";
 
 /// How deeply a value stored in a namespace may nest.
 const MAX_STORED_DEPTH: usize = 64;
+
+/// The fuel one container costs the walk of [`ns_value`].
+const CONTAINER_COST: u64 = 16;
 
 /// Rewrites `{% set a.b = value %}` into `{% set a.b =__kiln_ns_value(( value ))%}` and
 /// `{% set a.b | filters %}` into `{% set a.b | filters |__kiln_ns_value%}`. Returns `None` when
@@ -214,13 +217,21 @@ fn check_stored(state: &State, value: &Value, depth: usize) -> Result<(), Error>
             format!("a value stored in a namespace nests deeper than {MAX_STORED_DEPTH} levels"),
         ));
     }
-    state.consume_fuel(1)?;
+    // Each container costs about what minijinja charges to build a small one, so that a value
+    // sharing its parts (`[x, x]` nested) cannot make the walk exponential for free.
+    state.consume_fuel(CONTAINER_COST)?;
     let visit = |n: usize, item: &Value| {
         if n % 16 == 15 {
             state.consume_fuel(1)?;
         }
         check_stored(state, item, depth + 1)
     };
+    if let Some(items) = seq_items(value) {
+        return items
+            .iter()
+            .enumerate()
+            .try_for_each(|(n, item)| visit(n, item));
+    }
     if let Some(generator) = value.downcast_object_ref::<Generator>() {
         // A one-shot generator is looked at without being consumed.
         return generator

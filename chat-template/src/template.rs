@@ -191,11 +191,7 @@ impl ChatTemplate {
         // a binary built with `panic = "abort"` still aborts.
         let rendered = panic::catch_unwind(AssertUnwindSafe(|| {
             let template = self.inner.env.get_template(key)?;
-            template.render_captured_to(ctx, &mut out).map(|c| {
-                if std::env::var_os("KILN_FUEL_DEBUG").is_some() {
-                    eprintln!("FUEL {key} {:?} {}", c.state().fuel_levels(), 0);
-                }
-            })
+            template.render_captured_to(ctx, &mut out).map(drop)
         }));
         match rendered {
             Ok(Ok(())) => {}
