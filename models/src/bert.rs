@@ -77,6 +77,7 @@ impl BertConfig {
     pub fn from_config(config: &ModelConfig) -> Result<Self, ModelError> {
         let c: Self = serde_json::from_value(config.text.clone())
             .map_err(|e| ModelError::Config(format!("bert config: {e}")))?;
+        crate::config::check_layer_count("bert: num_hidden_layers", c.num_hidden_layers)?;
         if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(ModelError::Config(format!(
                 "bert: hidden_size {} is not a multiple of num_attention_heads {}",

@@ -151,10 +151,26 @@ impl ModelConfig {
     }
 }
 
+/// The most layers a model may have: far above any released checkpoint (the deepest have a few
+/// hundred), low enough that what is sized by the layer count before any weight is read (the
+/// per-layer attention pattern, the layer list) stays small. A `config.json` or GGUF header
+/// naming billions of layers is refused instead of exhausting memory.
+pub(crate) const MAX_LAYERS: usize = 1 << 16;
+
+/// Refuses a layer count above [`MAX_LAYERS`]; `what` names the key.
+pub(crate) fn check_layer_count(what: &str, layers: usize) -> Result<(), ModelError> {
+    if layers > MAX_LAYERS {
+        return Err(ModelError::Config(format!(
+            "{what} is {layers}, more than the {MAX_LAYERS} layers a model may have"
+        )));
+    }
+    Ok(())
+}
+
 /// The sizes and constants every decoder needs, checked once at load: a config with zero
-/// layers, a zero width, a non-positive epsilon or RoPE base loads into a model that only
-/// produces garbage, so it is refused with the key named. `sizes` are, in order,
-/// [`DECODER_SIZE_KEYS`].
+/// layers (or more than [`MAX_LAYERS`]), a zero width, a non-positive epsilon or RoPE base loads
+/// into a model that only produces garbage, so it is refused with the key named. `sizes` are,
+/// in order, [`DECODER_SIZE_KEYS`].
 pub(crate) fn check_decoder(
     arch: &str,
     sizes: [usize; 6],
@@ -166,6 +182,7 @@ pub(crate) fn check_decoder(
             "{arch}: {key} must be at least 1"
         )));
     }
+    check_layer_count(&format!("{arch}: num_hidden_layers"), sizes[0])?;
     if !(eps > 0.0 && eps.is_finite()) {
         return Err(ModelError::Config(format!(
             "{arch}: rms_norm_eps must be a positive number, got {eps}"
@@ -246,6 +263,36 @@ mod tests {
         assert_eq!(c.architecture, Some(Architecture::Gemma3Text));
         assert_eq!(c.rope_theta(Some("sliding_attention")), Some(10000.0));
         assert_eq!(c.rope_theta(Some("full_attention")), Some(1000000.0));
+    }
+
+    #[test]
+    fn absurd_layer_counts_are_refused_before_allocating() {
+        // Gemma 2/3 build a per-layer table, and the loaders a layer list, from
+        // num_hidden_layers before any weight is read: 2^40 layers must fail, not abort.
+        let base = json!({
+            "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
+            "num_key_value_heads": 1, "head_dim": 16, "vocab_size": 64,
+            "query_pre_attn_scalar": 16, "num_hidden_layers": 1_u64 << 40
+        });
+        for model_type in ["llama", "mistral", "gemma", "gemma2", "gemma3_text", "bert"] {
+            let mut v = base.clone();
+            v["model_type"] = json!(model_type);
+            let c = ModelConfig::from_value(v).unwrap();
+            let err = match model_type {
+                "llama" => crate::llama::LlamaConfig::from_config(&c).map(drop),
+                "mistral" => crate::mistral::config_from_hf(&c).map(drop),
+                "gemma" => crate::gemma::GemmaConfig::from_config(&c).map(drop),
+                "gemma2" => crate::gemma2::Gemma2Config::from_config(&c).map(drop),
+                "gemma3_text" => crate::gemma3::Gemma3Config::from_config(&c).map(drop),
+                _ => crate::bert::BertConfig::from_config(&c).map(drop),
+            }
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("num_hidden_layers") && err.contains("1099511627776"),
+                "{model_type}: {err}"
+            );
+        }
     }
 
     #[test]

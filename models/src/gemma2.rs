@@ -94,6 +94,7 @@ pub(crate) fn sliding_layers(
     layers: usize,
     pattern: usize,
 ) -> Result<Vec<bool>, ModelError> {
+    crate::config::check_layer_count("num_hidden_layers", layers)?;
     let Some(types) = layer_types else {
         return Ok((0..layers)
             .map(|i| pattern == 0 || (i + 1) % pattern != 0)

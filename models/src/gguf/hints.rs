@@ -1,6 +1,7 @@
 //! [`ModelHints`]: the HF-config-like facts a GGUF's metadata states about the model.
 
 use super::{Gguf, GgufError};
+use crate::config::MAX_LAYERS;
 
 /// Model hyper-parameters read from `{arch}.*` metadata, named like HF `config.json` fields.
 ///
@@ -69,10 +70,21 @@ fn usize_of(v: Option<u32>) -> Option<usize> {
 
 impl ModelHints {
     /// Reads the hints of a GGUF file. Fails, naming the key, when a required key
-    /// (`block_count`, `embedding_length`, `attention.head_count`) is missing or of a wrong type.
+    /// (`block_count`, `embedding_length`, `attention.head_count`) is missing or of a wrong type,
+    /// or when `block_count` is more than any model has (65,536).
     pub fn from_gguf(g: &Gguf) -> Result<Self, GgufError> {
         let arch = g.arch()?.to_owned();
         let k = |name: &str| format!("{arch}.{name}");
+        let num_hidden_layers = g.get_u32(&k("block_count"))? as usize;
+        if num_hidden_layers > MAX_LAYERS {
+            return Err(GgufError::BadMetadata {
+                file: g.path().to_path_buf(),
+                key: k("block_count"),
+                reason: format!(
+                    "{num_hidden_layers} layers, more than the {MAX_LAYERS} a model may have"
+                ),
+            });
+        }
         let num_attention_heads = g.get_u32(&k("attention.head_count"))? as usize;
         let hidden_size = g.get_u32(&k("embedding_length"))? as usize;
         let num_key_value_heads =
@@ -107,7 +119,7 @@ impl ModelHints {
             },
         };
         Ok(Self {
-            num_hidden_layers: g.get_u32(&k("block_count"))? as usize,
+            num_hidden_layers,
             hidden_size,
             intermediate_size: usize_of(g.opt_u32(&k("feed_forward_length"))?),
             num_attention_heads,

@@ -162,20 +162,39 @@ impl<B: Backend> Linear<B> {
             .quantization
             .clone()
             .filter(|c| quantizes(&name, [out_features, in_features], c));
-        // A dense layer on a GPU backend: the stored bytes go to the device as they are.
-        if config.is_none()
+        // On a GPU backend the stored bytes go to the device as they are: a dense layer stays
+        // there as rows, a 4-bit one is quantized there (in the load dtype, as bitsandbytes
+        // quantizes the weight transformers loaded), so no float weight passes the host.
+        let on_device = config
+            .as_ref()
+            .is_none_or(|c| c.bits == QuantBits::Four);
+        if on_device
             && !host_kernels::<B>(device)
             && let Some(raw) = source.raw_float(&name)?
         {
             if raw.shape != [out_features, in_features] {
                 return Err(shape_error(raw.shape, source));
             }
-            return Ok(Self {
-                weight: Weight::Rows {
-                    weight: raw.to_device([out_features, in_features], dtype, device)?,
-                    bias: bias_tensor(bias_host, dtype, device)?,
-                },
-            });
+            if let Some(c) = &config {
+                check_dtype::<B>(c.compute_dtype, device)?;
+            }
+            let weight = raw.to_device([out_features, in_features], dtype, device)?;
+            let bias = bias_tensor(bias_host, dtype, device)?;
+            let weight = match &config {
+                None => Weight::Rows { weight, bias },
+                Some(c) => Weight::FourBit(
+                    Linear4bit::quantize(
+                        weight,
+                        bias,
+                        c.quant_type,
+                        c.blocksize,
+                        c.double_quant,
+                        c.compute_dtype,
+                    )
+                    .map_err(|e| quant_error(e, source))?,
+                ),
+            };
+            return Ok(Self { weight });
         }
         let weight = source.host_tensor(&name)?;
         if weight.shape != [out_features, in_features] {

@@ -9,6 +9,7 @@ use burn::tensor::{DType, Int, Shape, Tensor, TensorPrimitive};
 use burn_cubecl::CubeRuntime;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
+use cubecl::server::Handle;
 
 use super::{DeviceAbsmax, DeviceDense, DeviceInt8, DeviceQuant4, MAX_GEMV_ROWS, check_dtype};
 use crate::element::FloatDtype;
@@ -52,7 +53,7 @@ fn f32_cube<B: Backend, R: CubeRuntime, const D: usize>(t: Tensor<B, D>) -> Opti
     float_cube::<B, R, D>(t).filter(|c| c.dtype == DType::F32)
 }
 
-fn to_tensor<B: Backend, R: CubeRuntime>(c: CubeTensor<R>) -> Option<Tensor<B, 2>> {
+fn to_tensor<B: Backend, R: CubeRuntime, const D: usize>(c: CubeTensor<R>) -> Option<Tensor<B, D>> {
     let p = same_type::<_, B::FloatTensorPrimitive>(c).ok()?;
     Some(Tensor::from_primitive(TensorPrimitive::Float(p)))
 }
@@ -140,7 +141,7 @@ fn linear4bit_on<B: Backend, R: CubeRuntime, const D: usize>(
         let out = weight
             .gemv(&client, &xc.handle, tokens, compute, bias.as_ref())
             .ok()?;
-        to_tensor::<B, R>(CubeTensor::new_contiguous(
+        to_tensor::<B, R, 2>(CubeTensor::new_contiguous(
             client,
             device,
             Shape::new([tokens, n]),
@@ -160,7 +161,7 @@ fn linear4bit_on<B: Backend, R: CubeRuntime, const D: usize>(
             meta.weight_dtype
         };
         let w = weight.dequantize(&client, wdtype).ok()?;
-        let w = to_tensor::<B, R>(CubeTensor::new_contiguous(
+        let w = to_tensor::<B, R, 2>(CubeTensor::new_contiguous(
             client,
             device,
             Shape::new([n, k]),
@@ -242,7 +243,7 @@ fn linear8bit_on<B: Backend, R: CubeRuntime, const D: usize>(
             meta.threshold,
         )
         .ok()?;
-    let y = to_tensor::<B, R>(CubeTensor::new_contiguous(
+    let y = to_tensor::<B, R, 2>(CubeTensor::new_contiguous(
         client,
         device,
         Shape::new([tokens, n]),
@@ -336,7 +337,7 @@ fn dense_on<B: Backend, R: CubeRuntime, const D: usize>(
     let out = layer
         .gemv(&client, &xc.handle, tokens, bias.as_ref())
         .ok()?;
-    let y = to_tensor::<B, R>(CubeTensor::new_contiguous(
+    let y = to_tensor::<B, R, 2>(CubeTensor::new_contiguous(
         client,
         device,
         Shape::new([tokens, n]),
@@ -346,4 +347,131 @@ fn dense_on<B: Backend, R: CubeRuntime, const D: usize>(
     let mut out_dims = dims;
     out_dims[D - 1] = n;
     Some(y.reshape(out_dims))
+}
+
+fn int_tensor_of<B: Backend, R: CubeRuntime>(c: CubeTensor<R>) -> Option<Tensor<B, 1, Int>> {
+    let p = same_type::<_, B::IntTensorPrimitive>(c).ok()?;
+    Some(Tensor::from_primitive(p))
+}
+
+/// [`Linear4bit::quantize`] on the device: `None` when the backend or the weight's dtype does
+/// not allow the kernels (the caller quantizes on the host).
+pub(crate) fn linear4bit_quantize<B: Backend>(
+    weight: &Tensor<B, 2>,
+    bias: &Option<Tensor<B, 1>>,
+    quant_type: crate::codec::FourBitType,
+    blocksize: usize,
+    double_quant: bool,
+    compute_dtype: FloatDtype,
+) -> Option<crate::Result<Linear4bit<B>>> {
+    #[cfg(feature = "cuda")]
+    if is_cube::<B, cubecl::cuda::CudaRuntime>() {
+        return linear4bit_quantize_on::<B, cubecl::cuda::CudaRuntime>(
+            weight,
+            bias,
+            quant_type,
+            blocksize,
+            double_quant,
+            compute_dtype,
+        );
+    }
+    #[cfg(feature = "wgpu")]
+    if is_cube::<B, cubecl::wgpu::WgpuRuntime>() {
+        return linear4bit_quantize_on::<B, cubecl::wgpu::WgpuRuntime>(
+            weight,
+            bias,
+            quant_type,
+            blocksize,
+            double_quant,
+            compute_dtype,
+        );
+    }
+    let _ = (weight, bias, quant_type, blocksize, double_quant, compute_dtype);
+    None
+}
+
+fn linear4bit_quantize_on<B: Backend, R: CubeRuntime>(
+    weight: &Tensor<B, 2>,
+    bias: &Option<Tensor<B, 1>>,
+    quant_type: crate::codec::FourBitType,
+    blocksize: usize,
+    double_quant: bool,
+    compute_dtype: FloatDtype,
+) -> Option<crate::Result<Linear4bit<B>>> {
+    let [n, k] = weight.dims();
+    let c = float_cube::<B, R, 2>(weight.clone())?;
+    let wdtype = kiln_dtype(c.dtype)?;
+    let (client, device) = (c.client.clone(), c.device.clone());
+    check_dtype(&client, wdtype).ok()?;
+    let q = match super::quantize_4bit_device(
+        &client,
+        &c.handle,
+        wdtype,
+        &[n, k],
+        quant_type,
+        blocksize,
+        double_quant,
+    ) {
+        Ok(q) => q,
+        Err(e) => return Some(Err(e)),
+    };
+    let floats = |h: Handle, len: usize| {
+        to_tensor::<B, R, 1>(CubeTensor::new_contiguous(
+            client.clone(),
+            device.clone(),
+            Shape::new([len]),
+            h,
+            DType::F32,
+        ))
+    };
+    let words = |h: Handle| {
+        let len = h.size() as usize / 4;
+        int_tensor_of::<B, R>(CubeTensor::new_contiguous(
+            client.clone(),
+            device.clone(),
+            Shape::new([len]),
+            h,
+            DType::I32,
+        ))
+    };
+    let blocks = (n * k).div_ceil(blocksize);
+    let (absmax, absmax_codes, nested_absmax, nested_code, nested_offset) = match q.absmax {
+        DeviceAbsmax::Plain(a) => (floats(a, blocks)?, None, None, None, 0.0),
+        DeviceAbsmax::Nested {
+            codes,
+            absmax,
+            code,
+            offset,
+        } => {
+            let groups = absmax.size() as usize / 4;
+            (
+                Tensor::<B, 1>::from_data(
+                    burn::tensor::TensorData::new(Vec::<f32>::new(), [0]),
+                    &weight.device(),
+                ),
+                Some(words(codes)?),
+                Some(floats(absmax, groups)?),
+                Some(floats(code, 256)?),
+                offset,
+            )
+        }
+    };
+    Some(Ok(Linear4bit {
+        packed: words(q.packed)?,
+        absmax,
+        absmax_codes,
+        nested_absmax,
+        nested_code,
+        code: floats(q.code, 16)?,
+        bias: bias.clone().map(burn::module::Param::from_tensor),
+        meta: crate::nn::Linear4bitMeta {
+            quant_type,
+            blocksize,
+            weight_dtype: wdtype,
+            compute_dtype,
+            in_features: k,
+            out_features: n,
+            nested_offset,
+        },
+    }))
 }

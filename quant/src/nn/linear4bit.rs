@@ -2,7 +2,7 @@
 
 use burn::module::{Module, Param};
 use burn::prelude::Backend;
-use burn::tensor::{FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
 
 use super::{compute_float_dtype, linear_weight_to_rows, pack_words, unpack_fields, words_tensor};
 use crate::checkpoint::{Checkpoint, LinearWeight};
@@ -115,6 +115,50 @@ impl<B: Backend> Linear4bit<B> {
                 nested_offset,
             },
         })
+    }
+
+    /// Quantizes a `[out, in]` weight held in a tensor, in the tensor's own dtype (f32, f16 or
+    /// bf16), as bitsandbytes quantizes a weight loaded in that dtype. On burn's CUDA and wgpu
+    /// backends the weight never leaves the device (the codes are bit-identical to the CPU
+    /// codec's); elsewhere it is read back and quantized on the host.
+    pub fn quantize(
+        weight: Tensor<B, 2>,
+        bias: Option<Tensor<B, 1>>,
+        quant_type: FourBitType,
+        blocksize: usize,
+        double_quant: bool,
+        compute_dtype: FloatDtype,
+    ) -> Result<Self> {
+        let [out_features, _] = weight.dims();
+        check_bias(&bias, out_features)?;
+        #[cfg(any(feature = "cuda", feature = "wgpu"))]
+        if let Some(done) = crate::gpu::burn_glue::linear4bit_quantize(
+            &weight,
+            &bias,
+            quant_type,
+            blocksize,
+            double_quant,
+            compute_dtype,
+        ) {
+            return done;
+        }
+        let device = weight.device();
+        let shape = weight.dims();
+        let q = match weight.dtype() {
+            DType::F16 => {
+                let v = weight.into_data().convert::<half::f16>().to_vec::<half::f16>();
+                Quantized4bit::quantize(&host_vec(v)?, &shape, quant_type, blocksize, double_quant)?
+            }
+            DType::BF16 => {
+                let v = weight.into_data().convert::<half::bf16>().to_vec::<half::bf16>();
+                Quantized4bit::quantize(&host_vec(v)?, &shape, quant_type, blocksize, double_quant)?
+            }
+            _ => {
+                let v = weight.into_data().convert::<f32>().to_vec::<f32>();
+                Quantized4bit::quantize(&host_vec(v)?, &shape, quant_type, blocksize, double_quant)?
+            }
+        };
+        Self::from_quantized(&q, bias, compute_dtype, &device)
     }
 
     /// Quantizes a burn `Linear` (weight `[in, out]`, as burn stores it).
@@ -267,4 +311,9 @@ pub(crate) fn check_bias<B: Backend>(
         }),
         _ => Ok(()),
     }
+}
+
+/// The values read back from a tensor.
+fn host_vec<T>(v: std::result::Result<Vec<T>, burn::tensor::DataError>) -> Result<Vec<T>> {
+    v.map_err(|e| QuantError::Device(format!("reading the weight back: {e:?}")))
 }
