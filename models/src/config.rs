@@ -66,10 +66,11 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// Reads and parses `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes =
+            kiln_quant::checkpoint::read_regular(path).map_err(|source| ModelError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|source| ModelError::Json {
             path: path.to_path_buf(),
             source,

@@ -91,7 +91,7 @@ impl Default for EmbeddingConfig {
 }
 
 fn read_json(path: &Path) -> Result<Value, ModelError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+    let bytes = kiln_quant::checkpoint::read_regular(path).map_err(|source| ModelError::Io {
         path: path.to_path_buf(),
         source,
     })?;

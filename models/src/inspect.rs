@@ -89,7 +89,7 @@ pub fn inspect_safetensors(path: &Path) -> Result<Summary, ModelError> {
             path: file.clone(),
             source,
         };
-        let handle = std::fs::File::open(file).map_err(io)?;
+        let handle = kiln_quant::checkpoint::open_regular(file).map_err(io)?;
         // SAFETY: read-only map; only the header and the small quant-state tensors are touched.
         let bytes = unsafe { memmap2::Mmap::map(&handle) }.map_err(io)?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Format {

@@ -170,7 +170,11 @@ fn linear4bit_quantize_on_the_device_equals_the_host_codec() {
         t.into_data().convert::<i64>().to_vec::<i64>().unwrap()
     };
     for dtype in [FloatDtype::F32, FloatDtype::F16] {
-        for (qt, dq) in [(FourBitType::Nf4, true), (FourBitType::Fp4, false), (FourBitType::Nf4, false)] {
+        for (qt, dq) in [
+            (FourBitType::Nf4, true),
+            (FourBitType::Fp4, false),
+            (FourBitType::Nf4, false),
+        ] {
             let what = format!("{dtype:?} {qt} double quant {dq}");
             let (host_q, weight) = match dtype {
                 FloatDtype::F16 => {
@@ -186,23 +190,46 @@ fn linear4bit_quantize_on_the_device_equals_the_host_codec() {
                     Tensor::<B, 2>::from_data(TensorData::new(w.clone(), [n, k]), &device),
                 ),
             };
-            let host = Linear4bit::<B>::from_quantized(&host_q, None, FloatDtype::F32, &device).unwrap();
+            let host =
+                Linear4bit::<B>::from_quantized(&host_q, None, FloatDtype::F32, &device).unwrap();
             let dev = Linear4bit::<B>::quantize(weight, None, qt, 64, dq, FloatDtype::F32).unwrap();
             assert_eq!(dev.meta, host.meta, "{what}: meta");
-            assert_eq!(ints(dev.packed.clone()), ints(host.packed.clone()), "{what}: codes");
-            assert_eq!(values(dev.absmax.clone()), values(host.absmax.clone()), "{what}: absmax");
-            assert_eq!(values(dev.code.clone()), values(host.code.clone()), "{what}: code");
+            assert_eq!(
+                ints(dev.packed.clone()),
+                ints(host.packed.clone()),
+                "{what}: codes"
+            );
+            assert_eq!(
+                values(dev.absmax.clone()),
+                values(host.absmax.clone()),
+                "{what}: absmax"
+            );
+            assert_eq!(
+                values(dev.code.clone()),
+                values(host.code.clone()),
+                "{what}: code"
+            );
             assert_eq!(dev.absmax_codes.is_some(), dq, "{what}");
             if dq {
-                let (a, b) = (dev.absmax_codes.clone().unwrap(), host.absmax_codes.clone().unwrap());
+                let (a, b) = (
+                    dev.absmax_codes.clone().unwrap(),
+                    host.absmax_codes.clone().unwrap(),
+                );
                 assert_eq!(ints(a), ints(b), "{what}: nested codes");
-                let (a, b) = (dev.nested_absmax.clone().unwrap(), host.nested_absmax.clone().unwrap());
+                let (a, b) = (
+                    dev.nested_absmax.clone().unwrap(),
+                    host.nested_absmax.clone().unwrap(),
+                );
                 assert_eq!(values(a), values(b), "{what}: nested absmax");
             }
             // And the layer computes: its forward equals the host-built layer's.
             let x = noise(3 * k, seed + 9);
             let xt = Tensor::<B, 2>::from_data(TensorData::new(x, [3, k]), &device);
-            assert_eq!(values(dev.forward(xt.clone())), values(host.forward(xt)), "{what}: forward");
+            assert_eq!(
+                values(dev.forward(xt.clone())),
+                values(host.forward(xt)),
+                "{what}: forward"
+            );
         }
     }
 }

@@ -75,10 +75,11 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
 impl GenerationConfig {
     /// Reads `generation_config.json` (unknown keys are ignored, missing ones take defaults).
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes =
+            kiln_quant::checkpoint::read_regular(path).map_err(|source| ModelError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         serde_json::from_slice(&bytes).map_err(|source| ModelError::Json {
             path: path.to_path_buf(),
             source,

@@ -1,6 +1,5 @@
 //! [`Gguf`]: an open GGUF file, its metadata and its tensors.
 
-use std::fs::File;
 use std::ops::{Deref, Range};
 use std::path::{Path, PathBuf};
 
@@ -68,7 +67,7 @@ impl Gguf {
             file: path.to_path_buf(),
             source,
         };
-        let file = File::open(path).map_err(io)?;
+        let file = kiln_quant::checkpoint::open_regular(path).map_err(io)?;
         // SAFETY: the map is read-only and owned by the returned value. Memory-mapping is sound
         // only while no one truncates or rewrites the file; like safetensors and llama.cpp we
         // rely on model files not changing while loaded (stated on this function's docs).

@@ -165,9 +165,7 @@ impl<B: Backend> Linear<B> {
         // On a GPU backend the stored bytes go to the device as they are: a dense layer stays
         // there as rows, a 4-bit one is quantized there (in the load dtype, as bitsandbytes
         // quantizes the weight transformers loaded), so no float weight passes the host.
-        let on_device = config
-            .as_ref()
-            .is_none_or(|c| c.bits == QuantBits::Four);
+        let on_device = config.as_ref().is_none_or(|c| c.bits == QuantBits::Four);
         if on_device
             && !host_kernels::<B>(device)
             && let Some(raw) = source.raw_float(&name)?

@@ -1,7 +1,6 @@
 //! HF safetensors checkpoints: one file or a sharded dir, memory-mapped.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use kiln_quant::checkpoint::{HfTensor, LinearWeight, bnb_format};
@@ -39,9 +38,11 @@ impl SafetensorsSource {
             vec![path.to_path_buf()]
         } else if path.join("model.safetensors.index.json").exists() {
             let index_path = path.join("model.safetensors.index.json");
-            let text = std::fs::read(&index_path).map_err(|source| ModelError::Io {
-                path: index_path.clone(),
-                source,
+            let text = kiln_quant::checkpoint::read_regular(&index_path).map_err(|source| {
+                ModelError::Io {
+                    path: index_path.clone(),
+                    source,
+                }
             })?;
             let index: serde_json::Value =
                 serde_json::from_slice(&text).map_err(|source| ModelError::Json {
@@ -69,21 +70,11 @@ impl SafetensorsSource {
         let mut shards = Vec::new();
         let mut index = HashMap::new();
         for (i, file) in files.into_iter().enumerate() {
-            let f = File::open(&file).map_err(|source| ModelError::Io {
-                path: file.clone(),
-                source,
-            })?;
-            // Only regular files: a FIFO or a device would block or never end.
-            let meta = f.metadata().map_err(|source| ModelError::Io {
-                path: file.clone(),
-                source,
-            })?;
-            if !meta.is_file() {
-                return Err(ModelError::Format {
-                    file: file.clone(),
-                    reason: "not a regular file".into(),
-                });
-            }
+            let f =
+                kiln_quant::checkpoint::open_regular(&file).map_err(|source| ModelError::Io {
+                    path: file.clone(),
+                    source,
+                })?;
             // SAFETY: the map is read-only; a checkpoint changed under a running process is
             // outside what any loader can defend against.
             let map = unsafe { Mmap::map(&f) }.map_err(|source| ModelError::Io {
@@ -172,10 +163,11 @@ fn read_quantization_config(path: &Path) -> Result<Option<QuantConfig>, ModelErr
     if !config_path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read(&config_path).map_err(|source| ModelError::Io {
-        path: config_path.clone(),
-        source,
-    })?;
+    let text =
+        kiln_quant::checkpoint::read_regular(&config_path).map_err(|source| ModelError::Io {
+            path: config_path.clone(),
+            source,
+        })?;
     let value: serde_json::Value =
         serde_json::from_slice(&text).map_err(|source| ModelError::Json {
             path: config_path.clone(),

@@ -75,10 +75,31 @@ pub struct Checkpoint {
     quant: Option<QuantConfig>,
 }
 
+/// Opens a model file for reading, refusing anything but a regular file: opening a FIFO blocks
+/// until a writer comes, and reading a device never ends.
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    std::fs::File::open(path)
+}
+
+/// Reads a whole model file (a JSON config or index) that must be a regular file
+/// ([`open_regular`]).
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    open_regular(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Reads and parses a JSON file.
 pub(crate) fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| QuantError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| QuantError::Json {
+    let text = read_regular(path).map_err(|e| QuantError::io(path, e))?;
+    serde_json::from_slice(&text).map_err(|e| QuantError::Json {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })

@@ -134,7 +134,7 @@ impl SafetensorsFile {
     /// Opens a file and parses its header (nothing else is read).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let mut file = File::open(&path).map_err(|e| QuantError::io(&path, e))?;
+        let mut file = super::open_regular(&path).map_err(|e| QuantError::io(&path, e))?;
         let bad = |reason: String| QuantError::Safetensors {
             path: path.clone(),
             reason,
@@ -232,9 +232,9 @@ impl ModelFiles {
         let index_path = dir.join(INDEX_FILE);
         let (names, sharded) = if index_path.is_file() {
             let text =
-                std::fs::read_to_string(&index_path).map_err(|e| QuantError::io(&index_path, e))?;
+                super::read_regular(&index_path).map_err(|e| QuantError::io(&index_path, e))?;
             let json: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| QuantError::Json {
+                serde_json::from_slice(&text).map_err(|e| QuantError::Json {
                     path: index_path.clone(),
                     reason: e.to_string(),
                 })?;

@@ -386,7 +386,14 @@ pub(crate) fn linear4bit_quantize<B: Backend>(
             compute_dtype,
         );
     }
-    let _ = (weight, bias, quant_type, blocksize, double_quant, compute_dtype);
+    let _ = (
+        weight,
+        bias,
+        quant_type,
+        blocksize,
+        double_quant,
+        compute_dtype,
+    );
     None
 }
 

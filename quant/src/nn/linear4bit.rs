@@ -146,11 +146,17 @@ impl<B: Backend> Linear4bit<B> {
         let shape = weight.dims();
         let q = match weight.dtype() {
             DType::F16 => {
-                let v = weight.into_data().convert::<half::f16>().to_vec::<half::f16>();
+                let v = weight
+                    .into_data()
+                    .convert::<half::f16>()
+                    .to_vec::<half::f16>();
                 Quantized4bit::quantize(&host_vec(v)?, &shape, quant_type, blocksize, double_quant)?
             }
             DType::BF16 => {
-                let v = weight.into_data().convert::<half::bf16>().to_vec::<half::bf16>();
+                let v = weight
+                    .into_data()
+                    .convert::<half::bf16>()
+                    .to_vec::<half::bf16>();
                 Quantized4bit::quantize(&host_vec(v)?, &shape, quant_type, blocksize, double_quant)?
             }
             _ => {
