@@ -233,3 +233,47 @@ fn linear4bit_quantize_on_the_device_equals_the_host_codec() {
         }
     }
 }
+
+/// `Linear8bitLt::quantize` quantizes on the device: the packed rows and `SCB` equal the host
+/// codec's (`Int8Params`: via f16), for f32 and f16 weights, a row of zeros and a width that
+/// pads its rows; a NaN is refused with its index.
+#[test]
+fn linear8bit_quantize_on_the_device_equals_the_host_codec() {
+    let device = Default::default();
+    let seed = seed();
+    let (n, k) = (21usize, 300usize);
+    let mut w: Vec<f32> = noise(n * k, seed).iter().map(|v| v * 3.0).collect();
+    w[5 * k..6 * k].fill(0.0);
+    let ints = |t: Tensor<B, 2, burn::tensor::Int>| {
+        t.into_data().convert::<i64>().to_vec::<i64>().unwrap()
+    };
+    let q = Int8Rowwise::quantize_weight(&w, n, k).unwrap();
+    let host = Linear8bitLt::<B>::from_quantized(&q, None, 6.0, &device).unwrap();
+    for f16_input in [false, true] {
+        let t = Tensor::<B, 2>::from_data(TensorData::new(w.clone(), [n, k]), &device);
+        let t = if f16_input {
+            t.cast(burn::tensor::FloatDType::F16)
+        } else {
+            t
+        };
+        let dev = Linear8bitLt::<B>::quantize(t, None, 6.0).unwrap();
+        assert_eq!(dev.meta, host.meta, "f16 input {f16_input}: meta");
+        assert_eq!(
+            ints(dev.weight.clone()),
+            ints(host.weight.clone()),
+            "f16 input {f16_input}: rows"
+        );
+        assert_eq!(
+            values(dev.scb.clone()),
+            values(host.scb.clone()),
+            "f16 input {f16_input}: SCB"
+        );
+    }
+    let mut bad = w.clone();
+    bad[7 * k + 3] = f32::NAN;
+    let t = Tensor::<B, 2>::from_data(TensorData::new(bad, [n, k]), &device);
+    let err = Linear8bitLt::<B>::quantize(t, None, 6.0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&(7 * k + 3).to_string()), "{err}");
+}

@@ -163,34 +163,45 @@ impl<B: Backend> Linear<B> {
             .clone()
             .filter(|c| quantizes(&name, [out_features, in_features], c));
         // On a GPU backend the stored bytes go to the device as they are: a dense layer stays
-        // there as rows, a 4-bit one is quantized there (in the load dtype, as bitsandbytes
-        // quantizes the weight transformers loaded), so no float weight passes the host.
-        let on_device = config.as_ref().is_none_or(|c| c.bits == QuantBits::Four);
-        if on_device
-            && !host_kernels::<B>(device)
+        // there as rows, a quantized one is quantized there (from the load dtype, as
+        // bitsandbytes quantizes the weight transformers loaded), so no float weight passes
+        // the host.
+        if !host_kernels::<B>(device)
             && let Some(raw) = source.raw_float(&name)?
         {
             if raw.shape != [out_features, in_features] {
                 return Err(shape_error(raw.shape, source));
             }
-            if let Some(c) = &config {
+            if let Some(c) = config.as_ref().filter(|c| c.bits == QuantBits::Four) {
                 check_dtype::<B>(c.compute_dtype, device)?;
             }
             let weight = raw.to_device([out_features, in_features], dtype, device)?;
-            let bias = bias_tensor(bias_host, dtype, device)?;
             let weight = match &config {
-                None => Weight::Rows { weight, bias },
-                Some(c) => Weight::FourBit(
-                    Linear4bit::quantize(
-                        weight,
-                        bias,
-                        c.quant_type,
-                        c.blocksize,
-                        c.double_quant,
-                        c.compute_dtype,
-                    )
-                    .map_err(|e| quant_error(e, source))?,
-                ),
+                None => Weight::Rows {
+                    weight,
+                    bias: bias_tensor(bias_host, dtype, device)?,
+                },
+                Some(c) => match c.bits {
+                    QuantBits::Four => Weight::FourBit(
+                        Linear4bit::quantize(
+                            weight,
+                            bias_tensor(bias_host, dtype, device)?,
+                            c.quant_type,
+                            c.blocksize,
+                            c.double_quant,
+                            c.compute_dtype,
+                        )
+                        .map_err(|e| quant_error(e, source))?,
+                    ),
+                    QuantBits::Eight => Weight::Int8(
+                        Linear8bitLt::quantize(
+                            weight,
+                            int8_bias(bias_host, device),
+                            c.int8_threshold,
+                        )
+                        .map_err(|e| quant_error(e, source))?,
+                    ),
+                },
             };
             return Ok(Self { weight });
         }
@@ -407,13 +418,20 @@ fn int8<B: Backend>(
             device: device.clone(),
         });
     }
-    let bias = bias.map(|b| {
+    Ok(Weight::Int8(Linear8bitLt::from_quantized(
+        &q,
+        int8_bias(bias, device),
+        threshold,
+        device,
+    )?))
+}
+
+/// An int8 layer's bias, in the backend's default float dtype.
+fn int8_bias<B: Backend>(bias: Option<Vec<f32>>, device: &B::Device) -> Option<Tensor<B, 1>> {
+    bias.map(|b| {
         let n = b.len();
         Tensor::from_data(TensorData::new(b, [n]), device)
-    });
-    Ok(Weight::Int8(Linear8bitLt::from_quantized(
-        &q, bias, threshold, device,
-    )?))
+    })
 }
 
 /// bitsandbytes' dequantization: to the dtype the weight was quantized from, then widened.

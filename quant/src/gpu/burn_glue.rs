@@ -482,3 +482,66 @@ fn linear4bit_quantize_on<B: Backend, R: CubeRuntime>(
         },
     }))
 }
+
+/// [`Linear8bitLt::quantize`] on the device: `None` when the backend does not run the kernels
+/// (the caller quantizes on the host).
+pub(crate) fn linear8bit_quantize<B: Backend>(
+    weight: &Tensor<B, 2>,
+    bias: &Option<Tensor<B, 1>>,
+    threshold: f64,
+) -> Option<crate::Result<Linear8bitLt<B>>> {
+    #[cfg(feature = "cuda")]
+    if is_cube::<B, cubecl::cuda::CudaRuntime>() {
+        return linear8bit_quantize_on::<B, cubecl::cuda::CudaRuntime>(weight, bias, threshold);
+    }
+    #[cfg(feature = "wgpu")]
+    if is_cube::<B, cubecl::wgpu::WgpuRuntime>() {
+        return linear8bit_quantize_on::<B, cubecl::wgpu::WgpuRuntime>(weight, bias, threshold);
+    }
+    let _ = (weight, bias, threshold);
+    None
+}
+
+fn linear8bit_quantize_on<B: Backend, R: CubeRuntime>(
+    weight: &Tensor<B, 2>,
+    bias: &Option<Tensor<B, 1>>,
+    threshold: f64,
+) -> Option<crate::Result<Linear8bitLt<B>>> {
+    let [n, k] = weight.dims();
+    // `Int8Params` casts the weight to f16 first; the cast rounds once, as torch's does.
+    let f16_weight = if weight.dtype() == DType::F16 {
+        weight.clone()
+    } else {
+        weight.clone().cast(burn::tensor::FloatDType::F16)
+    };
+    let c = float_cube::<B, R, 2>(f16_weight)?;
+    let (client, device) = (c.client.clone(), c.device.clone());
+    check_dtype(&client, FloatDtype::F16).ok()?;
+    let q = match super::quantize_int8_device(&client, &c.handle, FloatDtype::F16, n, k) {
+        Ok(q) => q,
+        Err(e) => return Some(Err(e)),
+    };
+    let row_words = crate::nn::row_words(k);
+    let words = same_type::<_, B::IntTensorPrimitive>(CubeTensor::new_contiguous(
+        client.clone(),
+        device.clone(),
+        Shape::new([n, row_words]),
+        q.weight,
+        DType::I32,
+    ))
+    .ok()?;
+    let scb = to_tensor::<B, R, 1>(CubeTensor::new_contiguous(
+        client,
+        device,
+        Shape::new([n]),
+        q.scb,
+        DType::F32,
+    ))?;
+    Some(Linear8bitLt::from_device_parts(
+        Tensor::from_primitive(words),
+        scb,
+        bias.clone(),
+        threshold,
+        k,
+    ))
+}

@@ -26,7 +26,7 @@ mod quantize;
 pub use dense::{DenseConfig, DeviceDense};
 pub use device::{DeviceAbsmax, DeviceQuant4, GemvConfig, LutMode, MAX_GEMV_ROWS};
 pub use int8::{DeviceInt8, Int8Config};
-pub use quantize::{quantize_4bit, quantize_4bit_device};
+pub use quantize::{quantize_4bit, quantize_4bit_device, quantize_int8_device};
 
 #[cfg(feature = "burn")]
 pub(crate) mod burn_glue;

@@ -4,6 +4,7 @@ use cubecl::prelude::*;
 use cubecl::server::Handle;
 
 use super::device::{DeviceAbsmax, DeviceQuant4, check_capacity};
+use super::int8::DeviceInt8;
 use super::{
     check_dtype, cube_count, read_back, read_back_f32, upload_f32, upload_padded, vector_width,
     with_float,
@@ -277,4 +278,150 @@ impl DeviceQuant4 {
             absmax,
         )
     }
+}
+
+/// Units per cube of [`quant8_kernel`].
+const QUANT8_UNITS: usize = 256;
+
+/// One cube per row: the row absmax (exact: a max of magnitudes), the scale `127 * (1 / max)`
+/// in f32, `round_half_even(x * scale)` as int8, four to a u32 word (little-endian), the row
+/// zero-padded to `row_words` words. A row of zeros quantizes to zeros; a row holding a NaN or
+/// an infinity gets a NaN scale.
+#[cube(launch_unchecked)]
+pub(crate) fn quant8_kernel<F: Float>(
+    input: &Array<F>,
+    packed: &mut Array<u32>,
+    scales: &mut Array<u32>,
+    rows: u32,
+    cols: u32,
+    row_words: u32,
+) {
+    let mut partial = SharedMemory::<f32>::new(QUANT8_UNITS);
+    let mut bad = SharedMemory::<u32>::new(QUANT8_UNITS);
+    let row = CUBE_POS;
+    let unit = UNIT_POS as usize;
+    let threads = QUANT8_UNITS;
+    let n = cols as usize;
+    let valid = row < (rows as usize);
+    let base = row * n;
+    let mut m = 0.0f32;
+    let mut nonfinite = 0u32;
+    if valid {
+        let iters = n.div_ceil(threads);
+        for i in 0..iters {
+            let c = i * threads + unit;
+            if c < n {
+                let a = f32::cast_from(input[base + c]).abs();
+                if !(a <= f32::max_value()) {
+                    nonfinite = 1u32;
+                } else {
+                    m = max(m, a);
+                }
+            }
+        }
+    }
+    partial[unit] = m;
+    bad[unit] = nonfinite;
+    sync_cube();
+    #[unroll]
+    for s in 0..8u32 {
+        let stride = (QUANT8_UNITS >> (s + 1)) as usize;
+        if unit < stride {
+            partial[unit] = max(partial[unit], partial[unit + stride]);
+            bad[unit] = bad[unit] | bad[unit + stride];
+        }
+        sync_cube();
+    }
+    let rowmax = partial[0];
+    if valid {
+        if unit == 0 {
+            if bad[0] != 0 {
+                scales[row] = NON_FINITE;
+            } else {
+                scales[row] = u32::reinterpret(rowmax);
+            }
+        }
+        let scale = (1.0f32 / rowmax) * 127.0f32;
+        let words = row_words as usize;
+        let wbase = row * words;
+        let iters = words.div_ceil(threads);
+        for i in 0..iters {
+            let w = i * threads + unit;
+            if w < words {
+                let mut word = 0u32;
+                #[unroll]
+                for b in 0..4usize {
+                    let c = w * 4 + b;
+                    if c < n && rowmax > 0.0 {
+                        let q = f32::round(f32::cast_from(input[base + c]) * scale);
+                        let byte = u32::cast_from(i32::cast_from(q) + 256i32) & 0xFFu32;
+                        word |= byte << ((b * 8) as u32);
+                    }
+                }
+                packed[wbase + w] = word;
+            }
+        }
+    }
+}
+
+/// Quantizes a `[rows, cols]` weight of `dtype` in `input` on the device as bitsandbytes'
+/// `Int8Params` does: cast to f16 (the caller does it for other dtypes: pass f16), then row-wise
+/// int8 with the row absmax as `SCB`. Bit-identical to
+/// [`crate::codec::Int8Rowwise::quantize_weight`]; fails with [`QuantError::NonFinite`] on a NaN
+/// or an infinity.
+pub fn quantize_int8_device<R: Runtime>(
+    client: &ComputeClient<R>,
+    input: &Handle,
+    dtype: FloatDtype,
+    rows: usize,
+    cols: usize,
+) -> Result<DeviceInt8> {
+    check_dtype(client, dtype)?;
+    let numel = rows * cols;
+    if numel > u32::MAX as usize - 4096 {
+        return Err(QuantError::Device(format!(
+            "tensor of {numel} elements exceeds the kernels' 32-bit indexing"
+        )));
+    }
+    check_capacity(input, numel * dtype.size(), "quantize_int8 input")?;
+    // Rows padded to 16 bytes, as `DeviceInt8` holds them.
+    let row_words = cols.div_ceil(16) * 4;
+    let weight = client.empty((rows * row_words * 4).max(16));
+    let scb = client.empty(rows.max(1) * 4);
+    if rows > 0 {
+        with_float!(dtype, F => unsafe {
+            quant8_kernel::launch_unchecked::<F, R>(
+                client,
+                cube_count(client, rows),
+                CubeDim::new_1d(QUANT8_UNITS as u32),
+                ArrayArg::from_raw_parts(input.clone(), numel.max(1)),
+                ArrayArg::from_raw_parts(weight.clone(), (rows * row_words).max(1)),
+                ArrayArg::from_raw_parts(scb.clone(), rows),
+                rows as u32,
+                cols as u32,
+                row_words as u32,
+            )
+        });
+        let scales: Vec<f32> = read_back(client, scb.clone(), rows)?;
+        if let Some(r) = scales.iter().position(|s| s.is_nan()) {
+            let values = read_back_f32(client, input.clone(), numel, dtype)?;
+            let (i, v) = values[r * cols..(r + 1) * cols]
+                .iter()
+                .enumerate()
+                .find(|(_, v)| !v.is_finite())
+                .map(|(i, v)| (r * cols + i, *v))
+                .unwrap_or((r * cols, f32::NAN));
+            return Err(QuantError::NonFinite {
+                what: "quantize_int8 input (device)".into(),
+                index: i,
+                value: v,
+            });
+        }
+    }
+    Ok(DeviceInt8 {
+        weight,
+        scb,
+        rows,
+        cols,
+    })
 }

@@ -54,11 +54,7 @@ impl<B: Backend> Linear8bitLt<B> {
         threshold: f64,
         device: &B::Device,
     ) -> Result<Self> {
-        if !(threshold >= 0.0 && threshold.is_finite()) {
-            return Err(QuantError::InvalidConfig(format!(
-                "int8 threshold must be >= 0, got {threshold}"
-            )));
-        }
+        check_threshold(threshold)?;
         check_bias(&bias, weight.rows())?;
         let (rows, cols) = (weight.rows(), weight.cols());
         let row_words = row_words(cols);
@@ -80,6 +76,55 @@ impl<B: Backend> Linear8bitLt<B> {
                 threshold,
                 in_features: weight.cols(),
                 out_features: weight.rows(),
+            },
+        })
+    }
+
+    /// Quantizes a `[out, in]` weight held in a tensor as bnb's `Int8Params` does (cast to f16,
+    /// row-wise int8). On burn's CUDA and wgpu backends the weight never leaves the device (the
+    /// bytes are bit-identical to the CPU codec's); elsewhere it is read back and quantized on
+    /// the host.
+    pub fn quantize(
+        weight: Tensor<B, 2>,
+        bias: Option<Tensor<B, 1>>,
+        threshold: f64,
+    ) -> Result<Self> {
+        check_threshold(threshold)?;
+        let [out_features, in_features] = weight.dims();
+        check_bias(&bias, out_features)?;
+        #[cfg(any(feature = "cuda", feature = "wgpu"))]
+        if let Some(done) = crate::gpu::burn_glue::linear8bit_quantize(&weight, &bias, threshold) {
+            return done;
+        }
+        let device = weight.device();
+        let rows = weight
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|e| QuantError::Device(format!("reading the weight back: {e:?}")))?;
+        let q = Int8Rowwise::quantize_weight(&rows, out_features, in_features)?;
+        Self::from_quantized(&q, bias, threshold, &device)
+    }
+
+    /// From a packed weight already on the device (`[out, row_words(in)]` words) and its
+    /// `SCB`.
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    pub(crate) fn from_device_parts(
+        weight: Tensor<B, 2, Int>,
+        scb: Tensor<B, 1>,
+        bias: Option<Tensor<B, 1>>,
+        threshold: f64,
+        in_features: usize,
+    ) -> Result<Self> {
+        let out_features = scb.dims()[0];
+        Ok(Linear8bitLt {
+            weight,
+            scb,
+            bias: bias.map(Param::from_tensor),
+            meta: Linear8bitMeta {
+                threshold,
+                in_features,
+                out_features,
             },
         })
     }
@@ -231,4 +276,14 @@ fn round_to_f16<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
         .round()
         .div_scalar(SUBNORMAL_STEP);
     normal.mask_where(tiny, subnormal)
+}
+
+fn check_threshold(threshold: f64) -> Result<()> {
+    if threshold >= 0.0 && threshold.is_finite() {
+        Ok(())
+    } else {
+        Err(QuantError::InvalidConfig(format!(
+            "int8 threshold must be >= 0, got {threshold}"
+        )))
+    }
 }
