@@ -431,8 +431,8 @@ fn linear4bit_quantize_on<B: Backend, R: CubeRuntime>(
             DType::F32,
         ))
     };
-    let words = |h: Handle| {
-        let len = h.size() as usize / 4;
+    // Lengths from the shapes: a buffer may be larger than asked for (the allocator rounds).
+    let words = |h: Handle, len: usize| {
         int_tensor_of::<B, R>(CubeTensor::new_contiguous(
             client.clone(),
             device.clone(),
@@ -450,13 +450,13 @@ fn linear4bit_quantize_on<B: Backend, R: CubeRuntime>(
             code,
             offset,
         } => {
-            let groups = absmax.size() as usize / 4;
+            let groups = blocks.div_ceil(crate::codec::NESTED_BLOCKSIZE);
             (
                 Tensor::<B, 1>::from_data(
                     burn::tensor::TensorData::new(Vec::<f32>::new(), [0]),
                     &weight.device(),
                 ),
-                Some(words(codes)?),
+                Some(words(codes, blocks.div_ceil(4))?),
                 Some(floats(absmax, groups)?),
                 Some(floats(code, 256)?),
                 offset,
@@ -464,7 +464,7 @@ fn linear4bit_quantize_on<B: Backend, R: CubeRuntime>(
         }
     };
     Some(Ok(Linear4bit {
-        packed: words(q.packed)?,
+        packed: words(q.packed, (n * k).div_ceil(32).max(1) * 4)?,
         absmax,
         absmax_codes,
         nested_absmax,

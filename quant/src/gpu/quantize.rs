@@ -117,6 +117,14 @@ pub(crate) fn quant4_kernel<F: Float, NI: Size>(
             }
             packed[word0 + wi] = word;
         }
+        // The last block zeroes the padding words (to a multiple of 16 bytes).
+        if start + len == n {
+            let used = n.div_ceil(8);
+            let total = n.div_ceil(32) * 4;
+            for w in used..total {
+                packed[w] = 0u32;
+            }
+        }
     }
 }
 
@@ -165,7 +173,7 @@ pub fn quantize_4bit_device<R: Runtime>(
                 ArrayArg::from_raw_parts(input.clone(), numel / ni),
                 ArrayArg::from_raw_parts(bounds_h, 16),
                 ArrayArg::from_raw_parts(order_h, 16),
-                ArrayArg::from_raw_parts(packed.clone(), numel.div_ceil(8)),
+                ArrayArg::from_raw_parts(packed.clone(), numel.div_ceil(32) * 4),
                 ArrayArg::from_raw_parts(absmax.clone(), blocks),
                 numel as u32,
                 blocksize.trailing_zeros(),

@@ -13,6 +13,7 @@ use burn::tensor::{DType, FloatDType, Int, Tensor};
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 pub(crate) use linear4bit::cast as linear4bit_cast;
 pub use linear4bit::{Linear4bit, Linear4bitMeta};
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
 pub(crate) use linear8bit::row_words;
 pub use linear8bit::{Linear8bitLt, Linear8bitMeta};
 
