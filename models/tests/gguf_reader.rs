@@ -6,6 +6,8 @@ mod gguf_util;
 use std::path::PathBuf;
 
 use gguf_util::*;
+use kiln_models::gemma2::Gemma2Config;
+use kiln_models::gemma3::Gemma3Config;
 use kiln_models::gguf::{Array, GgmlType, Gguf, GgufError, Value};
 use proptest::prelude::*;
 use serde_json::Value as Json;
@@ -253,7 +255,8 @@ fn bad_magic_is_reported() {
     );
 }
 
-/// Finds `needle` (a tensor name as stored, with its u64 length prefix) in the file.
+/// Finds `needle` (a tensor name or metadata key as stored, with its u64 length prefix) in the
+/// file; returns the position after it.
 fn tensor_info_pos(bytes: &[u8], name: &str) -> usize {
     let mut needle = (name.len() as u64).to_le_bytes().to_vec();
     needle.extend_from_slice(name.as_bytes());
@@ -284,6 +287,37 @@ fn unknown_type_id_names_the_tensor() {
         "{err}"
     );
     assert!(g.tensor_data("t.f16").is_ok());
+}
+
+#[test]
+fn absurd_block_counts_are_refused_before_allocating() {
+    // Found by the `gguf` fuzz target: a block count of 2^31 + 1 made the Gemma 2/3 configs
+    // allocate a 2 GiB per-layer table (and the loaders a layer list as long) before any weight
+    // was read.
+    let seed = repo_root().join("fuzz/seeds/gguf/gemma3_spm.gguf");
+    let mut bytes = std::fs::read(&seed).expect("gemma3 seed");
+    let at = tensor_info_pos(&bytes, "gemma3.block_count") + 4;
+    bytes[at..at + 4].copy_from_slice(&0x8000_0001u32.to_le_bytes());
+    let g = Gguf::from_bytes("layers.gguf", bytes.clone()).expect("parses");
+    let err = g.hints().unwrap_err();
+    assert!(
+        matches!(&err, GgufError::BadMetadata { key, .. } if key == "gemma3.block_count"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("2147483649"), "{err}");
+    // The configs refuse such hints too, however they were made.
+    bytes[at..at + 4].copy_from_slice(&2u32.to_le_bytes());
+    let mut hints = Gguf::from_bytes("layers.gguf", bytes)
+        .expect("parses")
+        .hints()
+        .expect("hints");
+    hints.num_hidden_layers = u32::MAX as usize;
+    let err = Gemma3Config::from_gguf_hints(&hints).unwrap_err();
+    assert!(err.to_string().contains("num_hidden_layers"), "{err}");
+    let err = Gemma2Config::from_gguf_hints(&hints)
+        .and_then(|c| c.sliding_layers())
+        .unwrap_err();
+    assert!(err.to_string().contains("num_hidden_layers"), "{err}");
 }
 
 #[test]
