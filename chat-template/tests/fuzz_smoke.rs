@@ -1,80 +1,26 @@
 //! A bounded run of the `chat_template` fuzz target on stable: the seed cases of
 //! `fuzz/seeds/chat_template/` (a template, a 0 byte, a JSON case) mutated by splicing Jinja
-//! fragments into the template, byte edits of either part and odd JSON values in the case, then
-//! rendered within tight limits. Every render must end in `Ok` or `Err` quickly; engine panics
-//! are caught and returned as errors. The fixed RNG seed keeps the run the same everywhere;
+//! fragments into the template, byte edits of the template and odd JSON values in the case, then
+//! rendered within tight limits by the target's body (`fuzz/bodies/chat_template.rs`, the same
+//! code the target runs). Every render must end in `Ok` or `Err` quickly; engine panics are
+//! caught and returned as errors. The fixed RNG seed keeps the run the same everywhere;
 //! `cargo fuzz` (see `fuzz/README.md`) searches far longer.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use kiln_chat_template::{ApplyOptions, ChatTemplate, Conversation, Limits, SpecialTokens};
+use kiln_chat_template::ChatTemplate;
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
 use serde_json::{Value, json};
+
+#[path = "../../fuzz/bodies/chat_template.rs"]
+mod body;
+#[path = "../../fuzz/smoke.rs"]
+mod smoke;
+
+use smoke::ByteEdit;
 
 /// Each render must end well within this in a debug build.
 const QUICK: Duration = Duration::from_secs(5);
-
-/// The seed inputs, sorted by name.
-fn seeds() -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/chat_template");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no seeds in {}", dir.display());
-    files
-        .iter()
-        .map(|f| std::fs::read(f).expect("seed"))
-        .collect()
-}
-
-/// The `chat_template` fuzz target's body: template source, 0 byte, JSON case.
-fn render(data: &[u8]) {
-    let (source, case) = match data.iter().position(|&b| b == 0) {
-        Some(i) => (&data[..i], &data[i + 1..]),
-        None => (data, &[][..]),
-    };
-    let Ok(source) = std::str::from_utf8(source) else {
-        return;
-    };
-    let Ok(template) = ChatTemplate::from_source("fuzz", source) else {
-        return;
-    };
-    let template = template.with_limits(Limits {
-        fuel: Some(1_000_000),
-        max_output_bytes: 1 << 20,
-        ..Limits::default()
-    });
-    let case: Value = serde_json::from_slice(case)
-        .unwrap_or_else(|_| json!([{"role": "user", "content": "Hello"}]));
-    let Ok(conversation) = Conversation::from_value(&case, Path::new("case.json")) else {
-        return;
-    };
-    let flag = |key: &str| case.get(key).and_then(Value::as_bool).unwrap_or(false);
-    let options = ApplyOptions {
-        add_generation_prompt: flag("add_generation_prompt"),
-        continue_final_message: flag("continue_final_message"),
-        tools: conversation.tools,
-        documents: conversation.documents,
-        extra: case
-            .get("extra")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default(),
-        special_tokens: SpecialTokens {
-            bos_token: Some("<s>".into()),
-            eos_token: Some("</s>".into()),
-            ..SpecialTokens::default()
-        },
-        now: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
-        ..ApplyOptions::default()
-    };
-    let _ = template.has_generation();
-    let _ = template.apply_json(&conversation.messages, &options);
-}
 
 /// Pieces of Jinja that real and hostile templates are made of.
 const FRAGMENTS: &[&str] = &[
@@ -111,10 +57,8 @@ const FRAGMENTS: &[&str] = &[
 enum Edit {
     /// Splice `FRAGMENTS[i]` into the template, after a tag.
     Fragment(usize, usize),
-    Flip(usize, u8),
-    Insert(usize, Vec<u8>),
-    Remove(usize, usize),
-    Truncate(usize),
+    /// A byte edit of the template.
+    Bytes(ByteEdit),
     /// Replace the case's `which`-th message content or key with an odd value.
     CaseValue(usize, usize),
 }
@@ -122,11 +66,10 @@ enum Edit {
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         4 => (any::<usize>(), any::<usize>()).prop_map(|(at, f)| Edit::Fragment(at, f)),
-        1 => (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Edit::Flip(at, bit)),
-        1 => (any::<usize>(), prop::collection::vec(any::<u8>(), 1..8))
-            .prop_map(|(at, b)| Edit::Insert(at, b)),
-        1 => (any::<usize>(), 1usize..32).prop_map(|(at, n)| Edit::Remove(at, n)),
-        1 => any::<usize>().prop_map(Edit::Truncate),
+        1 => smoke::flip().prop_map(Edit::Bytes),
+        1 => smoke::insert(8).prop_map(Edit::Bytes),
+        1 => smoke::remove(32).prop_map(Edit::Bytes),
+        1 => smoke::truncate().prop_map(Edit::Bytes),
         2 => (any::<usize>(), any::<usize>()).prop_map(|(w, v)| Edit::CaseValue(w, v)),
     ]
 }
@@ -170,16 +113,7 @@ fn mutate(seed: &[u8], edits: &[Edit]) -> Vec<u8> {
                 let at = ends[at % ends.len()];
                 template.splice(at..at, FRAGMENTS[f % FRAGMENTS.len()].bytes());
             }
-            Edit::Flip(at, bit) if len > 0 => template[at % len] ^= 1 << bit,
-            Edit::Insert(at, bytes) => {
-                let at = at % (len + 1);
-                template.splice(at..at, bytes.iter().copied());
-            }
-            Edit::Remove(at, n) if len > 0 => {
-                let at = at % len;
-                template.drain(at..(at + n).min(len));
-            }
-            Edit::Truncate(n) => template.truncate(n % (len + 1)),
+            Edit::Bytes(e) => e.apply(&mut template),
             Edit::CaseValue(which, value) => {
                 let messages = case
                     .get_mut("messages")
@@ -196,7 +130,6 @@ fn mutate(seed: &[u8], edits: &[Edit]) -> Vec<u8> {
                     obj.insert("tools".into(), odd_value(*value));
                 }
             }
-            _ => {}
         }
     }
     let mut out = template;
@@ -207,32 +140,27 @@ fn mutate(seed: &[u8], edits: &[Edit]) -> Vec<u8> {
 
 #[test]
 fn seeds_render() {
-    for (i, seed) in seeds().iter().enumerate() {
+    for (i, seed) in smoke::seeds("chat_template").iter().enumerate() {
         let split = seed.iter().position(|&b| b == 0).expect("a 0 byte");
         let source = std::str::from_utf8(&seed[..split]).expect("UTF-8");
         ChatTemplate::from_source("seed", source).unwrap_or_else(|e| panic!("seed {i}: {e}"));
-        render(seed);
+        body::run(seed);
     }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 1000,
-        rng_seed: RngSeed::Fixed(20261205),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(smoke::config())]
 
     #[test]
     fn mutated_templates_render_or_fail_quickly(
         seed in any::<prop::sample::Index>(),
         edits in prop::collection::vec(edit(), 1..5),
     ) {
-        let all = seeds();
+        let all = smoke::seeds("chat_template");
         let data: &Vec<u8> = seed.get(&all);
         let data = mutate(data, &edits);
         let start = Instant::now();
-        render(&data);
+        body::run(&data);
         prop_assert!(start.elapsed() < QUICK, "took {:?}", start.elapsed());
     }
 }
