@@ -143,6 +143,18 @@ impl Tokenizer {
         })
     }
 
+    /// Tokenizes plain text as transformers' `tokenizer(text)` does (`add_special_tokens=True`):
+    /// the post-processor of `tokenizer.json` adds what the model expects (BOS for Llama,
+    /// Mistral and Gemma, nothing for Qwen); nothing is padded or truncated.
+    pub fn encode_text(&self, text: &str) -> Result<Encoding> {
+        let enc = self.inner.encode(text, true).map_err(tok_err("encode"))?;
+        Ok(Encoding {
+            ids: enc.get_ids().to_vec(),
+            attention_mask: enc.get_attention_mask().to_vec(),
+            offsets: enc.get_offsets().to_vec(),
+        })
+    }
+
     /// Ids back to text, with or without the special tokens.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         let text = self
@@ -194,6 +206,20 @@ impl Tokenizer {
     /// [`terminators`](Self::terminators) with the generation config's eos ids given directly
     /// (from GGUF metadata, say).
     pub fn terminators_with(&self, template: &ChatTemplate, generation_eos: &[u32]) -> Vec<u32> {
+        self.collect_terminators(Some(template), generation_eos)
+    }
+
+    /// Ids that end a plain-text completion (a base model, no template): the eos token and
+    /// `generation_eos`, in that order, without repeats.
+    pub fn plain_terminators(&self, generation_eos: &[u32]) -> Vec<u32> {
+        self.collect_terminators(None, generation_eos)
+    }
+
+    fn collect_terminators(
+        &self,
+        template: Option<&ChatTemplate>,
+        generation_eos: &[u32],
+    ) -> Vec<u32> {
         let mut out = Vec::new();
         let mut push = |id: u32| {
             if !out.contains(&id) {
@@ -209,7 +235,7 @@ impl Tokenizer {
             push(id);
         }
         for token in END_OF_TURN_TOKENS {
-            if template.sources().any(|s| s.contains(token))
+            if template.is_some_and(|t| t.sources().any(|s| s.contains(token)))
                 && let Some(id) = self.token_to_id(token)
             {
                 push(id);

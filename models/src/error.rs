@@ -78,6 +78,16 @@ pub enum ModelError {
     /// A GGUF file error (names the file and key or tensor).
     #[error(transparent)]
     Gguf(#[from] crate::gguf::GgufError),
+    /// A chat was asked of a model that has no chat template (a base model).
+    #[error(
+        "{}: this model has no chat template (a base model): complete plain text instead \
+         (`kiln generate`, `ChatPipeline::complete`), or give it a template (`--template FILE`)",
+        origin.display()
+    )]
+    NoChatTemplate {
+        /// The model dir or file.
+        origin: PathBuf,
+    },
     /// A chat template or tokenizer error.
     #[error(transparent)]
     Template(#[from] kiln_chat_template::Error),

@@ -75,11 +75,15 @@ impl<B: Backend> LoadOptions<B> {
     }
 }
 
-/// A chat model ready to answer: everything `apply_chat_template` + `generate` needs.
+/// A model ready to answer: everything `apply_chat_template` + `generate` needs, or, for a base
+/// model without a chat template, `tokenizer(text)` + `generate` ([`ChatPipeline::complete`]).
 pub struct ChatPipeline<B: Backend> {
     model: Box<dyn CausalLm<B>>,
     tokenizer: Tokenizer,
-    template: ChatTemplate,
+    /// `None`: a base model, which completes plain text only.
+    template: Option<ChatTemplate>,
+    /// `eos_token_id` of `generation_config.json` (else of `config.json`; GGUF: its stop ids).
+    generation_eos: Vec<u32>,
     terminators: Vec<u32>,
     defaults: GenerationConfig,
     device: B::Device,
@@ -90,7 +94,8 @@ pub struct ChatPipeline<B: Backend> {
 
 impl<B: Backend> ChatPipeline<B> {
     /// Loads an HF model dir (config.json, safetensors, tokenizer.json, chat template) or a
-    /// `.gguf` file (config, tokenizer and template from its metadata).
+    /// `.gguf` file (config, tokenizer and template from its metadata). A model without a chat
+    /// template (a base model) loads too: it completes plain text ([`ChatPipeline::complete`]).
     pub fn load(path: &Path, options: &LoadOptions<B>) -> Result<Self, ModelError> {
         Self::load_with(path, options, &Registry::default())
     }
@@ -127,24 +132,59 @@ impl<B: Backend> ChatPipeline<B> {
             .and_then(|n| usize::try_from(n).ok())
             .filter(|&n| n > 0);
         let tokenizer = Tokenizer::from_dir(dir)?;
-        let template = ChatTemplate::from_model_dir(dir)?;
-        let generation_config = dir.join("generation_config.json");
-        let generation_config = generation_config.exists().then_some(generation_config);
-        let terminators = tokenizer.terminators(&template, generation_config.as_deref())?;
-        let defaults = match &generation_config {
-            Some(p) => GenerationConfig::from_file(p)?,
-            None => GenerationConfig::default(),
+        let template = match ChatTemplate::from_model_dir(dir) {
+            Ok(t) => Some(t),
+            Err(kiln_chat_template::Error::MissingTemplate { .. }) => None,
+            Err(e) => return Err(e.into()),
         };
-        Ok(Self {
+        let generation_config = dir.join("generation_config.json");
+        let defaults = if generation_config.exists() {
+            GenerationConfig::from_file(&generation_config)?
+        } else {
+            GenerationConfig::default()
+        };
+        let generation_eos = if generation_config.exists() {
+            defaults.eos_token_id.clone()
+        } else {
+            // transformers' `GenerationConfig.from_model_config`: the model config's eos ids.
+            config_eos_ids(&config, &dir.join("config.json"))?
+        };
+        Ok(Self::assemble(
             model,
             tokenizer,
             template,
-            terminators,
+            generation_eos,
             defaults,
-            device: options.device.clone(),
-            origin: dir.to_path_buf(),
+            options.device.clone(),
+            dir.to_path_buf(),
             max_positions,
-        })
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        model: Box<dyn CausalLm<B>>,
+        tokenizer: Tokenizer,
+        template: Option<ChatTemplate>,
+        generation_eos: Vec<u32>,
+        defaults: GenerationConfig,
+        device: B::Device,
+        origin: PathBuf,
+        max_positions: Option<usize>,
+    ) -> Self {
+        let mut pipeline = Self {
+            model,
+            tokenizer,
+            template: None,
+            generation_eos,
+            terminators: Vec::new(),
+            defaults,
+            device,
+            origin,
+            max_positions,
+        };
+        pipeline.set_template(template);
+        pipeline
     }
 
     fn load_gguf(
@@ -164,29 +204,27 @@ impl<B: Backend> ChatPipeline<B> {
             });
         }
         let gt = file.tokenizer()?;
-        let source_template = gt
-            .chat_template
-            .clone()
-            .ok_or_else(|| ModelError::MissingKey {
-                path: Some(path.to_path_buf()),
-                key: "tokenizer.chat_template".into(),
-            })?;
-        let template = ChatTemplate::from_source(path.display().to_string(), source_template)?;
+        let template = match gt.chat_template.clone() {
+            Some(source) => Some(ChatTemplate::from_source(
+                path.display().to_string(),
+                source,
+            )?),
+            None => None,
+        };
         let stop_ids = gt.stop_ids();
         let tokenizer = gt.into_chat_tokenizer();
-        let terminators = tokenizer.terminators_with(&template, &stop_ids);
         let mut source = GgufSource::new(file)?.with_options(options.weight_options()?);
         let model = registry.build_gguf_causal_lm(&hints, &mut source, options)?;
-        Ok(Self {
+        Ok(Self::assemble(
             model,
             tokenizer,
             template,
-            terminators,
-            defaults: GenerationConfig::default(),
-            device: options.device.clone(),
-            origin: path.to_path_buf(),
-            max_positions: hints.max_position_embeddings.filter(|&n| n > 0),
-        })
+            stop_ids,
+            GenerationConfig::default(),
+            options.device.clone(),
+            path.to_path_buf(),
+            hints.max_position_embeddings.filter(|&n| n > 0),
+        ))
     }
 
     /// Where it was loaded from.
@@ -199,12 +237,33 @@ impl<B: Backend> ChatPipeline<B> {
         &self.tokenizer
     }
 
-    /// The chat template.
-    pub fn template(&self) -> &ChatTemplate {
-        &self.template
+    /// The chat template; `None` for a base model (plain-text completion only).
+    pub fn template(&self) -> Option<&ChatTemplate> {
+        self.template.as_ref()
     }
 
-    /// Ids that end a reply (eos, end-of-turn tokens, `generation_config.json`'s list).
+    /// Replaces the chat template (`--template FILE`), or removes it (`None`: the model then
+    /// completes plain text only). The end-of-turn tokens the new template uses become
+    /// terminators; those of the old one no longer are.
+    pub fn set_template(&mut self, template: Option<ChatTemplate>) {
+        self.terminators = match &template {
+            Some(t) => self.tokenizer.terminators_with(t, &self.generation_eos),
+            None => self.tokenizer.plain_terminators(&self.generation_eos),
+        };
+        self.template = template;
+    }
+
+    /// The chat template, or an error saying the model has none.
+    fn chat_template(&self) -> Result<&ChatTemplate, ModelError> {
+        self.template
+            .as_ref()
+            .ok_or_else(|| ModelError::NoChatTemplate {
+                origin: self.origin.clone(),
+            })
+    }
+
+    /// Ids that end a reply (eos, end-of-turn tokens of the template, `generation_config.json`'s
+    /// list; without a template, eos and that list).
     pub fn terminators(&self) -> &[u32] {
         &self.terminators
     }
@@ -221,8 +280,40 @@ impl<B: Backend> ChatPipeline<B> {
             special_tokens: self.tokenizer.special_tokens().clone(),
             ..ApplyOptions::default()
         };
-        let rendered = self.template.apply(messages, &options)?;
+        let rendered = self.chat_template()?.apply(messages, &options)?;
         Ok(self.tokenizer.encode_rendered(&rendered.text)?.ids)
+    }
+
+    /// Tokenizes plain text as `tokenizer(text)` does (BOS when the tokenizer adds one).
+    pub fn text_ids(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        Ok(self.tokenizer.encode_text(text)?.ids)
+    }
+
+    /// Continues plain text, with no template (a base model; or a chat model used raw), as
+    /// transformers' `model.generate(**tokenizer(text))` does. The pipeline's terminators are
+    /// added to `config`'s eos ids.
+    pub fn complete(
+        &self,
+        text: &str,
+        config: &GenerationConfig,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation, ModelError> {
+        let prompt = self.text_ids(text)?;
+        self.generate_ids(&prompt, config, on_text)
+    }
+
+    /// Continues several plain texts in one left-padded batch; each stops on its own.
+    pub fn complete_batch(
+        &self,
+        texts: &[&str],
+        config: &GenerationConfig,
+        on_text: &mut dyn FnMut(usize, &str) -> ControlFlow<()>,
+    ) -> Result<Vec<Generation>, ModelError> {
+        let prompts = texts
+            .iter()
+            .map(|t| self.text_ids(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.generate_batch_ids(&prompts, config, on_text)
     }
 
     /// Answers the conversation. The pipeline's terminators are added to `config`'s eos ids.
@@ -361,6 +452,23 @@ impl<B: Backend> ChatPipeline<B> {
             )));
         }
         perplexity::<B, _>(self.model.as_ref(), ids, config, &self.device, on_progress)
+    }
+}
+
+/// `eos_token_id` of `config.json` (an id or a list; absent or null: none).
+fn config_eos_ids(config: &ModelConfig, path: &Path) -> Result<Vec<u32>, ModelError> {
+    match config.get("eos_token_id") {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(v) => {
+            serde_json::from_value::<GenerationConfig>(serde_json::json!({ "eos_token_id": v }))
+                .map(|c| c.eos_token_id)
+                .map_err(|e| {
+                    ModelError::Config(format!(
+                        "{}: eos_token_id: {e} (expected a token id or a list of ids)",
+                        path.display()
+                    ))
+                })
+        }
     }
 }
 

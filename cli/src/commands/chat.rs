@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use burn::tensor::backend::Backend;
 use kiln_chat_template::Message;
 use kiln_models::generate::StopReason;
@@ -40,6 +40,14 @@ impl Job for Chat {
         let config = args.sampling.config()?;
         eprintln!("loading {} ...", args.model.model.display());
         let pipeline = args.model.load::<B>(device)?;
+        if pipeline.template().is_none() {
+            bail!(
+                "{} has no chat template: `kiln chat` needs a chat (instruct) model, or a \
+                 template given with --template FILE; `kiln generate` completes plain text with \
+                 a base model",
+                pipeline.origin().display()
+            );
+        }
         let interrupted = Arc::new(AtomicBool::new(false));
         {
             let flag = interrupted.clone();

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use kiln_attention::AttentionImpl;
+use kiln_chat_template::ChatTemplate;
 use kiln_models::generate::GenerationConfig;
 use kiln_models::pipeline::{ChatPipeline, LoadOptions};
 use kiln_models::resolve::{Resolved, resolve_model};
@@ -68,18 +69,33 @@ pub struct ModelArgs {
     /// The dtype 4-bit matmuls compute in (`bnb_4bit_compute_dtype`; default f32).
     #[arg(long, value_enum)]
     pub compute_dtype: Option<Dtype>,
+    /// A chat template to use instead of the model's (a `.jinja` file, or a
+    /// `tokenizer_config.json` / `chat_template.json` with a `chat_template` key); gives a base
+    /// model one.
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
 }
 
 impl ModelArgs {
-    /// Loads the chat pipeline on `device`.
+    /// Loads the chat pipeline on `device` (with `--template`'s template when given).
     pub fn load<B: burn::tensor::backend::Backend>(
         &self,
         device: B::Device,
     ) -> Result<ChatPipeline<B>> {
-        Ok(ChatPipeline::<B>::load(
-            &self.resolve()?.path,
-            &self.options(device)?,
-        )?)
+        // A bad template file fails before the (long) model load.
+        let template = self
+            .template
+            .as_ref()
+            .map(|path| {
+                ChatTemplate::from_file(path)
+                    .with_context(|| format!("--template {}", path.display()))
+            })
+            .transpose()?;
+        let mut pipeline = ChatPipeline::<B>::load(&self.resolve()?.path, &self.options(device)?)?;
+        if template.is_some() {
+            pipeline.set_template(template);
+        }
+        Ok(pipeline)
     }
 
     /// The model dir or file `--model` names (hub ids looked up in the local cache).

@@ -20,8 +20,12 @@ pub struct Args {
     #[command(flatten)]
     pub sampling: SamplingArgs,
     /// A system message before each prompt.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "raw")]
     pub system: Option<String>,
+    /// Complete the prompt as plain text, without the chat template (as transformers'
+    /// `generate(**tokenizer(prompt))`). Always so for a model without a chat template.
+    #[arg(long)]
+    pub raw: bool,
     /// Print one JSON object (text, token ids, stop reason) instead of streaming text.
     #[arg(long)]
     pub json: bool,
@@ -39,7 +43,7 @@ pub struct Args {
     /// also as a `stats` object: in the answer's object, or a last line after a batch).
     #[arg(long)]
     pub stats: bool,
-    /// The user message.
+    /// The user message (with `--raw` or a base model: the text to continue).
     #[arg(value_name = "MESSAGE")]
     pub message: Option<String>,
 }
@@ -87,16 +91,31 @@ impl Job for Generate {
         let pipeline = args.model.load::<B>(device)?;
         let load = loading.elapsed();
         tracing::info!("loaded in {:.2} s", load.as_secs_f64());
+        let raw = args.raw || pipeline.template().is_none();
+        if raw && !args.raw {
+            if args.system.is_some() {
+                bail!(
+                    "{} has no chat template (a base model), so --system has no place: drop it, \
+                     or give a template with --template FILE",
+                    pipeline.origin().display()
+                );
+            }
+            tracing::info!("no chat template: completing the prompt as plain text");
+        }
         if prompts.len() > 1 || args.prompts.is_some() {
             let mut stdout = std::io::stdout().lock();
             let mut index = 0;
             let mut stats = Stats::new(load);
             for chunk in prompts.chunks(args.batch_size as usize) {
-                let conversations: Vec<Vec<Message>> =
-                    chunk.iter().map(|p| args.messages(p)).collect();
-                let outs = pipeline.chat_batch(&conversations, &config, &mut |_, _| {
-                    ControlFlow::Continue(())
-                })?;
+                let quiet = &mut |_: usize, _: &str| ControlFlow::Continue(());
+                let outs = if raw {
+                    let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                    pipeline.complete_batch(&texts, &config, quiet)?
+                } else {
+                    let conversations: Vec<Vec<Message>> =
+                        chunk.iter().map(|p| args.messages(p)).collect();
+                    pipeline.chat_batch(&conversations, &config, quiet)?
+                };
                 if let Some(first) = outs.first() {
                     stats.add(first.timing, outs.iter().map(|o| o.tokens.len()).sum());
                 }
@@ -121,11 +140,10 @@ impl Job for Generate {
             }
             return Ok(());
         }
-        let messages = args.messages(&prompts[0]);
         let mut stdout = std::io::stdout();
         let json = args.json;
         let mut write_error = None;
-        let out = pipeline.chat(&messages, &config, &mut |delta| {
+        let mut on_text = |delta: &str| {
             if !json
                 && let Err(e) = stdout
                     .write_all(delta.as_bytes())
@@ -136,7 +154,12 @@ impl Job for Generate {
                 return ControlFlow::Break(());
             }
             ControlFlow::Continue(())
-        })?;
+        };
+        let out = if raw {
+            pipeline.complete(&prompts[0], &config, &mut on_text)?
+        } else {
+            pipeline.chat(&args.messages(&prompts[0]), &config, &mut on_text)?
+        };
         if let Some(e) = write_error {
             return Err(e.into());
         }

@@ -252,15 +252,7 @@ pub fn encode_text(
     text: &str,
     max_tokens: Option<usize>,
 ) -> Result<Vec<u32>, ModelError> {
-    let enc =
-        tokenizer
-            .inner()
-            .encode(text, true)
-            .map_err(|e| kiln_chat_template::Error::Tokenizer {
-                context: "encode".into(),
-                message: e.to_string(),
-            })?;
-    let mut ids = enc.get_ids().to_vec();
+    let mut ids = tokenizer.encode_text(text)?.ids;
     if let Some(n) = max_tokens {
         ids.truncate(n);
     }
