@@ -289,6 +289,21 @@ impl<B: Backend> EmbeddingPipeline<B> {
         options: &LoadOptions<B>,
         registry: &Registry<B>,
     ) -> Result<Self, ModelError> {
+        // Encoders load as the checkpoint stores them, in f32: a dtype or quantization asked
+        // for is refused rather than ignored.
+        if options.quantization.is_some() {
+            return Err(ModelError::Input(format!(
+                "{}: encoders load unquantized (LoadOptions::quantization must be None)",
+                dir.display()
+            )));
+        }
+        if options.dtype != crate::weights::FloatDtype::F32 {
+            return Err(ModelError::Input(format!(
+                "{}: encoders load in f32 (LoadOptions::dtype {} is not supported)",
+                dir.display(),
+                options.dtype
+            )));
+        }
         let model_config = ModelConfig::from_file(&dir.join("config.json"))?;
         let mut source = crate::weights::SafetensorsSource::open(dir)?;
         let encoder = registry.build_encoder(&model_config, &mut source, options)?;

@@ -195,3 +195,34 @@ fn a_missing_tensor_is_named() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_embedding_load_refuses_a_dtype_or_quantization_instead_of_ignoring_it() {
+    use kiln_models::embed::EmbeddingPipeline;
+    use kiln_models::pipeline::LoadOptions;
+    use kiln_quant::QuantConfig;
+    use kiln_quant::codec::{FloatDtype, FourBitType};
+
+    let quantized = LoadOptions::<B> {
+        quantization: Some(QuantConfig::four_bit(FourBitType::Nf4)),
+        ..LoadOptions::default()
+    };
+    let err = EmbeddingPipeline::<B>::load(&fixture(), &quantized)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, ModelError::Input(ref m) if m.contains("unquantized")),
+        "{err}"
+    );
+    let half = LoadOptions::<B> {
+        dtype: FloatDtype::F16,
+        ..LoadOptions::default()
+    };
+    let err = EmbeddingPipeline::<B>::load(&fixture(), &half)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, ModelError::Input(ref m) if m.contains("f32")),
+        "{err}"
+    );
+}
