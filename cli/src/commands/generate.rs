@@ -88,8 +88,9 @@ impl Job for Generate {
         let prompts = args.all_prompts()?;
         let config = args.sampling.config()?;
         let loading = Instant::now();
-        let pipeline = args.model.load::<B>(device)?;
+        let pipeline = args.model.load::<B>(device.clone())?;
         let load = loading.elapsed();
+        let mut memory = GpuMemory::new::<B>(&device);
         tracing::info!("loaded in {:.2} s", load.as_secs_f64());
         let raw = args.raw || pipeline.template().is_none();
         if raw && !args.raw {
@@ -119,6 +120,7 @@ impl Job for Generate {
                 if let Some(first) = outs.first() {
                     stats.add(first.timing, outs.iter().map(|o| o.tokens.len()).sum());
                 }
+                memory.sample::<B>(&device);
                 for (prompt, out) in chunk.iter().zip(outs) {
                     let v = serde_json::json!({
                         "index": index,
@@ -133,6 +135,7 @@ impl Job for Generate {
                 stdout.flush()?;
             }
             if args.stats {
+                stats.memory = memory.peak_reserved;
                 stats.print();
                 if args.json {
                     writeln!(stdout, "{}", serde_json::json!({ "stats": stats.json() }))?;
@@ -163,8 +166,10 @@ impl Job for Generate {
         if let Some(e) = write_error {
             return Err(e.into());
         }
+        memory.sample::<B>(&device);
         let mut stats = Stats::new(load);
         stats.add(out.timing, out.tokens.len());
+        stats.memory = memory.peak_reserved;
         if json {
             let mut v = serde_json::json!({
                 "text": out.text,
@@ -185,8 +190,33 @@ impl Job for Generate {
     }
 }
 
+/// The most GPU memory kiln's allocator held at the points sampled (after the load, after each
+/// generation). Its pools keep what they reserved during a run, so this is the run's peak
+/// reservation; `None` on the CPU.
+struct GpuMemory {
+    peak_reserved: Option<u64>,
+}
+
+impl GpuMemory {
+    fn new<B: Backend>(device: &B::Device) -> Self {
+        let mut m = Self {
+            peak_reserved: None,
+        };
+        m.sample::<B>(device);
+        m
+    }
+
+    fn sample<B: Backend>(&mut self, device: &B::Device) {
+        if let Some((_, reserved)) = kiln_models::nn::device_memory::<B>(device) {
+            self.peak_reserved = Some(self.peak_reserved.map_or(reserved, |p| p.max(reserved)));
+        }
+    }
+}
+
 /// Timings over the batches of one run.
 struct Stats {
+    /// GPU memory reserved (see [`GpuMemory`]).
+    memory: Option<u64>,
     load: Duration,
     prompt_tokens: usize,
     batch: usize,
@@ -200,6 +230,7 @@ struct Stats {
 impl Stats {
     fn new(load: Duration) -> Self {
         Self {
+            memory: None,
             load,
             prompt_tokens: 0,
             batch: 0,
@@ -236,7 +267,7 @@ impl Stats {
             "new_tokens": self.new_tokens,
             "decode_s": self.decode.as_secs_f64(),
             "decode_tok_s": Self::per_second(self.decode_tokens, self.decode),
-            "gpu_mem_bytes": serde_json::Value::Null,
+            "gpu_mem_bytes": self.memory,
         })
     }
 
@@ -244,7 +275,7 @@ impl Stats {
         let rate = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{r:.1}"));
         eprintln!(
             "load {:.2} s | prefill {} tokens in {:.3} s ({} tok/s) | decode {} tokens in {:.3} s \
-             ({} tok/s) | batch {}",
+             ({} tok/s) | batch {}{}",
             self.load.as_secs_f64(),
             self.prompt_tokens,
             self.prefill.as_secs_f64(),
@@ -253,6 +284,10 @@ impl Stats {
             self.decode.as_secs_f64(),
             rate(Self::per_second(self.decode_tokens, self.decode)),
             self.batch,
+            self.memory.map_or(String::new(), |m| format!(
+                " | GPU memory reserved {:.0} MiB",
+                m as f64 / (1024.0 * 1024.0)
+            )),
         );
     }
 }

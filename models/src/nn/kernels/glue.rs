@@ -27,6 +27,13 @@ pub(super) fn is_cube<B: Backend, R: CubeRuntime>() -> bool {
     TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<CubeTensor<R>>()
 }
 
+/// See [`super::device_memory()`].
+pub(super) fn memory_usage<B: Backend, R: CubeRuntime>(device: &B::Device) -> Option<(u64, u64)> {
+    let device: R::Device = same_type(device.clone())?;
+    let usage = R::client(&device).memory_usage().ok()?;
+    Some((usage.bytes_in_use, usage.bytes_reserved))
+}
+
 fn cube<B: Backend, R: CubeRuntime, const D: usize>(t: &Tensor<B, D>) -> Option<CubeTensor<R>> {
     same_type(t.clone().into_primitive().tensor())
 }

@@ -58,6 +58,14 @@ macro_rules! on_cube_runtime {
     };
 }
 
+/// What the CubeCL allocator of `device` holds now: `(bytes in use, bytes reserved)`; `None`
+/// on backends that are not CubeCL ones (ndarray).
+pub fn device_memory<B: Backend>(device: &B::Device) -> Option<(u64, u64)> {
+    on_cube_runtime!(B, R => glue::memory_usage::<B, R>(device));
+    let _ = device;
+    None
+}
+
 /// RMSNorm of `x` over its last dimension with `weight` (`[dim]`, `x`'s dtype), in one launch;
 /// `Err(x)` where the kernel does not run.
 pub(crate) fn rms_norm<B: Backend, const D: usize>(
