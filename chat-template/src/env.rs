@@ -87,18 +87,21 @@ pub(crate) fn is_py_none(value: &Value) -> bool {
     value.is_none() || value.downcast_object_ref::<PyNone>().is_some()
 }
 
-/// A fresh environment with transformers' jinja2 configuration.
-pub(crate) fn new_environment() -> Environment<'static> {
-    let mut env = Environment::new();
-    let syntax = SyntaxConfig::builder()
+/// transformers' whitespace settings: `trim_blocks`, `lstrip_blocks`, no trailing newline.
+pub(crate) fn syntax() -> SyntaxConfig {
+    SyntaxConfig::builder()
         .trim_blocks(true)
         .lstrip_blocks(true)
         .keep_trailing_newline(false)
-        .build();
-    // The builder only fails on custom delimiters, which are not set here.
-    if let Ok(syntax) = syntax {
-        env.set_syntax(syntax);
-    }
+        .build()
+        // The builder only fails on custom delimiters, which are not set here.
+        .unwrap_or_default()
+}
+
+/// A fresh environment with transformers' jinja2 configuration.
+pub(crate) fn new_environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_syntax(syntax());
     // Template names such as `tokenizer_config.json` must not switch on JSON escaping.
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
@@ -120,6 +123,8 @@ pub(crate) fn new_environment() -> Environment<'static> {
     env.add_filter("string", string);
     env.add_filter("trim", trim);
     env.add_filter("center", center);
+    env.add_filter("indent", crate::filters::indent);
+    env.add_filter("join", crate::filters::join);
     env.add_filter("wordcount", wordcount);
     env.add_filter("truncate", truncate);
     env.add_filter("striptags", minijinja_contrib::filters::striptags);
@@ -180,6 +185,9 @@ pub(crate) fn new_environment() -> Environment<'static> {
         minijinja_contrib::globals::cycler(items.0)
     });
     env.add_function("joiner", minijinja_contrib::globals::joiner);
+    // `~` and, where `Markup` is made, `+` are rewritten to call these (see `operators`).
+    env.add_function(crate::operators::CAT, crate::operators::cat);
+    env.add_function(crate::operators::ADD, crate::operators::add);
     // Namespace assignments are rewritten to pass through this (see `namespace`).
     env.add_function(NS_GUARD, ns_value);
     env.add_filter(NS_GUARD, ns_value);
@@ -187,7 +195,7 @@ pub(crate) fn new_environment() -> Environment<'static> {
 }
 
 /// Binds Python-style arguments (positional, then by keyword) to `names`.
-fn python_args<const N: usize>(
+pub(crate) fn python_args<const N: usize>(
     args: Rest<ValueOrKwargs>,
     names: [&str; N],
 ) -> Result<[Option<Value>; N], Error> {

@@ -113,6 +113,17 @@ pub enum Error {
     /// `continue_final_message` could not find the final message in the rendered text.
     #[error("continue_final_message: {0}")]
     ContinueFinalMessage(String),
+    /// Model output announces a tool call (`<tool_call>`, `[TOOL_CALLS]`, `Action:`, ...) that
+    /// is malformed: invalid JSON, a missing name, text where the format allows none.
+    #[error("malformed {format} tool call at byte {offset} of the model output: {message}")]
+    ToolCall {
+        /// The format parsed.
+        format: crate::ToolCallFormat,
+        /// Byte offset in the output where the problem starts.
+        offset: usize,
+        /// What is wrong.
+        message: String,
+    },
     /// The `tokenizers` library failed.
     #[error("tokenizer {context}: {message}")]
     Tokenizer {

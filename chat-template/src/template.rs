@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::limits::{BytesGuard, Limit, LimitHit, Limits, OutputBuffer, panic_message};
 use crate::load::{self, Found};
 use crate::namespace;
+use crate::operators;
 
 /// One named template of a model (`default`, `tool_use`, `rag`, ...).
 #[derive(Debug, Clone)]
@@ -136,6 +137,8 @@ impl ChatTemplate {
             let compiled_source = rewritten.unwrap_or_else(|| source.clone());
             let compiled_source =
                 namespace::guard_namespace_sets(&compiled_source).unwrap_or(compiled_source);
+            let compiled_source = operators::rewrite_operators(&compiled_source, env::syntax())
+                .unwrap_or(compiled_source);
             env.add_template_owned(key.clone(), compiled_source)
                 .map_err(|e| map_error(e, &key))?;
             variants.push(Variant {

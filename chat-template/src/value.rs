@@ -61,8 +61,21 @@ impl Object for JsonMap {
         self.get(key.as_str()?).cloned()
     }
 
+    /// `map.name`: jinja2 tries Python's attributes before the keys, so a dict method wins
+    /// over a key of the same name (`schema.items` is the method even when the schema has an
+    /// `items` key), and the sandbox hides the methods that change the dict. `map['name']`
+    /// (minijinja's `get_value`) reads the key.
     fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
-        self.get(key).cloned()
+        match key {
+            "copy" | "fromkeys" | "get" | "items" | "keys" | "values" => {
+                Some(Value::from_object(BoundMethod {
+                    receiver: Value::from_dyn_object(self.clone()),
+                    name: key.to_owned(),
+                }))
+            }
+            "clear" | "pop" | "popitem" | "setdefault" | "update" => None,
+            _ => self.get(key).cloned(),
+        }
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
@@ -71,6 +84,33 @@ impl Object for JsonMap {
 
     fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
         Some(self.pairs().len())
+    }
+}
+
+/// A method of a dict looked up without calling it (`schema.items`), as Python's bound method:
+/// defined, true, callable, with no attributes of its own.
+#[derive(Debug)]
+pub(crate) struct BoundMethod {
+    receiver: Value,
+    name: String,
+}
+
+impl Object for BoundMethod {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn call(
+        self: &Arc<Self>,
+        state: &mut minijinja::State<'_, '_>,
+        args: &[Value],
+    ) -> Result<Value, minijinja::Error> {
+        self.receiver.call_method(state, &self.name, args)
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Python adds the object's address, which no template can rely on.
+        write!(f, "<built-in method {} of dict object>", self.name)
     }
 }
 

@@ -14,41 +14,7 @@ use serde_json::Value;
 /// Template/case pairs where kiln and transformers differ, each with its reason. Every entry must
 /// still differ (the test fails when one starts to match, so this list stays honest), and every
 /// entry is in COMPATIBILITY.md.
-const KNOWN_DIFFERENCES: &[(&str, &[&str], &str)] = &[
-    ("GigaChat3-10B-A1.8B", TOOL_CASES, FLOAT_CONCAT),
-    ("GigaChat3.1-10B-A1.8B", TOOL_CASES, FLOAT_CONCAT),
-    (
-        "meetkai-functionary-medium-v3.2",
-        TOOL_DEF_CASES,
-        FLOAT_CONCAT,
-    ),
-    ("meetkai-functionary-medium-v3.1", TOOL_CASES, MARKUP_PLUS),
-];
-
-/// The cases that pass tool definitions.
-const TOOL_CASES: &[&str] = &[
-    "tools",
-    "tools_nosys",
-    "tool_calls",
-    "tool_calls_content",
-    "tool_call_string_args",
-    "llama_builtin_tools",
-    "nested_arguments",
-];
-/// The tool cases a template renders without failing on the tool calls themselves.
-const TOOL_DEF_CASES: &[&str] = &[
-    "tools",
-    "tools_nosys",
-    "tool_call_string_args",
-    "llama_builtin_tools",
-];
-
-/// `~` spells a float with minijinja's `Display` (`0.00001`), not Python's `str()` (`1e-05`);
-/// only floats below 1e-4 or from 1e16 up differ. The tool schema has `"minimum": 1e-05`.
-const FLOAT_CONCAT: &str = "float joined with `~` outside 1e-4..1e16";
-/// `"text"|safe + x` is a jinja2 `Markup`, and `Markup + str` HTML-escapes the `str` (`&#34;`);
-/// minijinja concatenates plainly.
-const MARKUP_PLUS: &str = "`|safe` string + plain string escapes the plain string in jinja2";
+const KNOWN_DIFFERENCES: &[(&str, &[&str], &str)] = &[];
 
 /// Checks one template against its fixture results; returns the mismatches.
 fn check(
@@ -239,14 +205,9 @@ const KNOWN_FEATURE_DIFFERENCES: &[(&str, &str)] = &[
         "percent_format",
         "Python's `'%s' % (...)` string formatting is not supported",
     ),
-    ("float_concat", FLOAT_CONCAT),
     (
         "format_spec",
         "`str.format` conversions (`{!r}`) are not supported",
-    ),
-    (
-        "dict_attr_method",
-        "`dict.items` without a call is a bound method (defined) in jinja2, undefined here",
     ),
     (
         "none_compare",

@@ -212,7 +212,11 @@ fn huge_widths_and_counts_are_refused_before_allocating() {
             Limit::OutputSize,
             "str.format",
         ),
-        (r"{{ 'a\nb' | indent(10000000000) }}", Limit::Fuel, ""),
+        (
+            r"{{ 'a\nb' | indent(10000000000) }}",
+            Limit::OutputSize,
+            "indent",
+        ),
         ("{{ '%10000000000d' | format(1) }}", Limit::Fuel, ""),
         ("{{ 'a' * 10000000000 }}", Limit::Fuel, ""),
     ];
