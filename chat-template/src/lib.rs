@@ -24,6 +24,9 @@
 //! );
 //! ```
 //!
+//! [`ToolCallFormat`] reads from a template how its model writes tool calls and parses them out
+//! of the generated text into [`ToolCall`]s, which go back into the conversation.
+//!
 //! Errors name the template and line; a template's `raise_exception("...")` becomes
 //! [`Error::Raised`] carrying its message. Where kiln differs from transformers is listed in
 //! `COMPATIBILITY.md`.
