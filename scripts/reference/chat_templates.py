@@ -7,6 +7,7 @@ Writes into testdata/chat-template/:
   generation.json  assistant spans recorded by transformers' {% generation %} tag
   tokenizers.json  special tokens, rendered+tokenized conversations, decodes, and golden ids
                    for the llama.cpp tokenizer inputs, per shipped tokenizer
+  conversations.json  the same templates on longer conversations (chat_conversations.py)
 
 Templates come from the artifact cache (`cargo xtask fetch`): the 70 HF templates of the
 llama-cpp-python sdist (llama-cpp/templates/*.jinja), the tokenizer_config.json templates of the
@@ -495,3 +496,6 @@ if __name__ == "__main__":
     write("templates.json", make_templates())
     write("generation.json", make_generation())
     write("tokenizers.json", make_tokenizers())
+    import chat_conversations
+
+    chat_conversations.main()
