@@ -16,6 +16,8 @@
 //! kernels when their backend is burn's CubeCL backend on CUDA or wgpu, and so does
 //! [`crate::nn::dense_linear`] for plain weights.
 
+#[cfg(all(test, feature = "cuda"))]
+mod cuda_source;
 mod dense;
 mod dequant;
 mod device;

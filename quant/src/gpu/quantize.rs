@@ -289,7 +289,7 @@ impl DeviceQuant4 {
 }
 
 /// Units per cube of [`quant8_kernel`].
-const QUANT8_UNITS: usize = 256;
+pub(crate) const QUANT8_UNITS: usize = 256;
 
 /// One cube per row: the row absmax (exact: a max of magnitudes), the scale `127 * (1 / max)`
 /// in f32, `round_half_even(x * scale)` as int8, four to a u32 word (little-endian), the row

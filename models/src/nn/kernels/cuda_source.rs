@@ -157,12 +157,19 @@ fn cuda_sources_generate() {
             kernels.push((Which::Norm(cfg), units as u32));
         }
     }
-    for (which, units) in kernels {
-        for src in [
-            source::<f32>(which, units),
-            source::<f16>(which, units),
-            source::<bf16>(which, units),
+    // `KILN_CUDA_SOURCES=DIR` writes them out, for NVRTC to compile without a GPU
+    // (`scripts/nvrtc_check.py DIR`).
+    let dump = std::env::var_os("KILN_CUDA_SOURCES").map(std::path::PathBuf::from);
+    for (k, (which, units)) in kernels.into_iter().enumerate() {
+        for (dtype, src) in [
+            ("f32", source::<f32>(which, units)),
+            ("f16", source::<f16>(which, units)),
+            ("bf16", source::<bf16>(which, units)),
         ] {
+            if let Some(dir) = &dump {
+                std::fs::create_dir_all(dir).unwrap();
+                std::fs::write(dir.join(format!("models-{k}-{dtype}.cu")), &src).unwrap();
+            }
             assert!(src.contains("kiln_kernel"), "{which:?}: {src}");
             if let Which::Norm(NormConfig { plane: 32, .. }) = which {
                 assert!(

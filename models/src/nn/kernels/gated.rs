@@ -41,7 +41,8 @@ pub(super) fn gated_kernel<F: Float, N: Size>(
     let g = Vector::<f32, N>::cast_from(gate[row * (gate_stride as usize) + i]);
     let u = Vector::<f32, N>::cast_from(up[row * (up_stride as usize) + i]);
     let one = Vector::<f32, N>::new(1.0f32);
-    let mut z = -g;
+    // `g * -1`, not `-g`: CUDA's vector structs (`float_8`) have no unary minus.
+    let mut z = g * Vector::<f32, N>::new(-1.0f32);
     if comptime!(gelu) {
         let inner = (g + g * g * g * Vector::<f32, N>::new(f32::new(GELU_CUBIC)))
             * Vector::<f32, N>::new(f32::new(SQRT_2_OVER_PI));
