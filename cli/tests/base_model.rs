@@ -167,3 +167,46 @@ fn chat_on_a_base_model_asks_for_a_chat_model_or_a_template() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn tools_need_a_template_and_a_json_array() {
+    let fx = common::fixture("models/base_completion.json");
+    let dir = base_model_dir(&fx["cases"][0], "tools");
+    let bad = dir.join("tools.json");
+    std::fs::write(&bad, "{\"name\": \"not a list\"").unwrap();
+    let bad = bad.to_str().unwrap().to_owned();
+    let out = kiln(
+        &["--device", "cpu", "generate", "--tools", &bad, "Hi"],
+        &dir,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tools.json") && err.contains("invalid JSON"),
+        "{err}"
+    );
+    let tools = dir.join("ok.json");
+    std::fs::write(
+        &tools,
+        "[{\"type\": \"function\", \"function\": {\"name\": \"f\"}}]",
+    )
+    .unwrap();
+    let out = kiln(
+        &[
+            "--device",
+            "cpu",
+            "generate",
+            "--tools",
+            tools.to_str().unwrap(),
+            "Hi",
+        ],
+        &dir,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no chat template") && err.contains("--tools"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use kiln_attention::AttentionImpl;
-use kiln_chat_template::{ApplyOptions, ChatTemplate, Message, Tokenizer};
+use kiln_chat_template::{ApplyOptions, ChatTemplate, Message, Tokenizer, ToolCallFormat};
 use kiln_prompting::{Completion, GenerationParams, Generator, GeneratorError};
 use kiln_quant::{QuantBits, QuantConfig};
 
@@ -275,9 +275,20 @@ impl<B: Backend> ChatPipeline<B> {
 
     /// Renders `messages` with the generation prompt and tokenizes them as transformers does.
     pub fn prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>, ModelError> {
+        self.prompt_ids_with_tools(messages, None)
+    }
+
+    /// [`ChatPipeline::prompt_ids`] with tool definitions (JSON schemas, as transformers'
+    /// `apply_chat_template(tools=...)`) rendered by the template.
+    pub fn prompt_ids_with_tools(
+        &self,
+        messages: &[Message],
+        tools: Option<&[serde_json::Value]>,
+    ) -> Result<Vec<u32>, ModelError> {
         let options = ApplyOptions {
             add_generation_prompt: true,
             special_tokens: self.tokenizer.special_tokens().clone(),
+            tools: tools.map(<[serde_json::Value]>::to_vec),
             ..ApplyOptions::default()
         };
         let rendered = self.chat_template()?.apply(messages, &options)?;
@@ -325,6 +336,44 @@ impl<B: Backend> ChatPipeline<B> {
     ) -> Result<Generation, ModelError> {
         let prompt = self.prompt_ids(messages)?;
         self.generate_ids(&prompt, config, on_text)
+    }
+
+    /// Answers with `tools` offered: renders them through the template, generates, and parses
+    /// the tool calls the model wrote, in the format its template implies
+    /// ([`ToolCallFormat::detect`]). The reply is the assistant message to append to the
+    /// conversation (text and typed calls); results go back as `role: tool` messages in the next
+    /// [`ChatPipeline::chat_with_tools`]. A template that takes no tools, or whose call format is
+    /// unknown, gives the text alone. Malformed calls are an error naming the format and offset.
+    pub fn chat_with_tools(
+        &self,
+        messages: &[Message],
+        tools: &[serde_json::Value],
+        config: &GenerationConfig,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<ToolReply, ModelError> {
+        let prompt = self.prompt_ids_with_tools(messages, Some(tools))?;
+        let generation = self.generate_ids(&prompt, config, on_text)?;
+        let format = ToolCallFormat::detect(self.chat_template()?);
+        let message = match format {
+            Some(format) => {
+                // Call markers (`<tool_call>`, `[TOOL_CALLS]`, `<|python_tag|>`) are special
+                // tokens in most vocabularies: parse the text with them, the end token cut.
+                let mut ids = generation.tokens.as_slice();
+                if let Some((last, rest)) = ids.split_last()
+                    && self.terminators.contains(last)
+                {
+                    ids = rest;
+                }
+                let raw = self.tokenizer.decode(ids, false)?;
+                format.parse(&raw)?.into_message()
+            }
+            None => Message::assistant(generation.text.clone()),
+        };
+        Ok(ToolReply {
+            generation,
+            message,
+            format,
+        })
     }
 
     /// The longest sequence (prompt and new tokens) the model takes, from its config
@@ -470,6 +519,17 @@ fn config_eos_ids(config: &ModelConfig, path: &Path) -> Result<Vec<u32>, ModelEr
                 })
         }
     }
+}
+
+/// What [`ChatPipeline::chat_with_tools`] returns.
+#[derive(Debug, Clone)]
+pub struct ToolReply {
+    /// The generation (tokens, text with special tokens skipped, stop reason, timings).
+    pub generation: Generation,
+    /// The assistant message to append to the conversation: its text and the calls it made.
+    pub message: Message,
+    /// The call format the template implies, when known.
+    pub format: Option<ToolCallFormat>,
 }
 
 /// The safetensors of an HF model dir, read in the load's dtype and quantization.

@@ -192,3 +192,98 @@ fn chat_on_a_base_model_says_it_has_no_template_and_a_given_one_works() {
     assert!(pipeline.template().is_none());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A template of the artifact cache (`cargo xtask fetch`).
+fn cached_template(name: &str) -> ChatTemplate {
+    let cache = std::env::var_os("KILN_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/kiln")));
+    let path = cache.join("llama-cpp/templates").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask fetch`",
+        path.display()
+    );
+    ChatTemplate::from_file(&path).unwrap()
+}
+
+#[test]
+fn tools_go_through_the_template_and_the_reply_goes_back_into_the_conversation() {
+    let case = cases().into_iter().next().unwrap();
+    let dir = base_model_dir(&case, "tools");
+    // The tool prompt is longer than the tiny model's 256 positions: allow more (plain RoPE).
+    let config_path = dir.join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["max_position_embeddings"] = 2048.into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let mut pipeline = load(&dir);
+    pipeline.set_template(Some(cached_template(
+        "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja",
+    )));
+    let tools = [serde_json::json!({
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                           "required": ["city"]}
+        }
+    })];
+    let mut messages = vec![Message::user("Weather in Paris?")];
+    let plain = pipeline.prompt_ids(&messages).err();
+    // Hermes' tool_use template needs tools (jinja2 fails on it without them too).
+    assert!(plain.is_some());
+    let with_tools = pipeline
+        .prompt_ids_with_tools(&messages, Some(&tools))
+        .unwrap();
+    let render = |messages: &[Message]| {
+        let options = kiln_chat_template::ApplyOptions {
+            add_generation_prompt: true,
+            special_tokens: pipeline.tokenizer().special_tokens().clone(),
+            tools: Some(tools.to_vec()),
+            ..Default::default()
+        };
+        let text = pipeline
+            .template()
+            .unwrap()
+            .apply(messages, &options)
+            .unwrap()
+            .text;
+        let ids = pipeline.tokenizer().encode_rendered(&text).unwrap().ids;
+        (text, ids)
+    };
+    let (rendered, ids) = render(&messages);
+    assert_eq!(with_tools, ids);
+    assert!(
+        rendered.contains("get_weather") && rendered.contains("<tools>"),
+        "{rendered}"
+    );
+
+    let reply = pipeline
+        .chat_with_tools(&messages, &tools, &GenerationConfig::greedy(8), &mut quiet)
+        .unwrap();
+    assert_eq!(
+        reply.format,
+        Some(kiln_chat_template::ToolCallFormat::Hermes)
+    );
+    // A random tiny model writes no call: the reply is its text.
+    assert!(reply.message.tool_calls.is_empty());
+    assert_eq!(reply.message.text(), reply.generation.text.trim());
+
+    // A call and its result go back in: the next prompt renders both.
+    let parsed = kiln_chat_template::ToolCallFormat::Hermes
+        .parse("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>")
+        .unwrap();
+    messages.push(parsed.into_message());
+    messages.push(Message::tool("call_0", "{\"temperature\": 21}"));
+    let next = pipeline
+        .prompt_ids_with_tools(&messages, Some(&tools))
+        .unwrap();
+    let (rendered, ids) = render(&messages);
+    assert_eq!(next, ids);
+    assert!(
+        rendered.contains("\"city\": \"Paris\"") && rendered.contains("temperature"),
+        "{rendered}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, Write};
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -10,7 +11,7 @@ use burn::tensor::backend::Backend;
 use kiln_chat_template::Message;
 use kiln_models::generate::StopReason;
 
-use super::common::{ModelArgs, SamplingArgs};
+use super::common::{ModelArgs, SamplingArgs, read_tools};
 use crate::device::{Device, Job, run_job};
 use crate::output::{error_chain, is_broken_pipe};
 
@@ -24,13 +25,19 @@ pub struct Args {
     /// The system message.
     #[arg(long)]
     pub system: Option<String>,
+    /// Offer these tools (a JSON array of tool definitions) through the chat template; the
+    /// calls the model makes are printed as `[tool call]` lines, and `/tool RESULT` answers
+    /// them (a `role: tool` message; the model then goes on).
+    #[arg(long, value_name = "FILE")]
+    pub tools: Option<PathBuf>,
     /// Answer this message once and exit, instead of the interactive loop.
     pub prompt: Option<String>,
 }
 
 struct Chat(Args);
 
-const HELP: &str = "commands: /reset (forget the conversation), /exit; Ctrl-C stops an answer";
+const HELP: &str = "commands: /reset (forget the conversation), /tool RESULT (answer the last tool \
+                    call), /exit; Ctrl-C stops an answer";
 
 impl Job for Chat {
     type Output = ();
@@ -38,6 +45,7 @@ impl Job for Chat {
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let args = self.0;
         let config = args.sampling.config()?;
+        let tools = args.tools.as_deref().map(read_tools).transpose()?;
         eprintln!("loading {} ...", args.model.model.display());
         let pipeline = args.model.load::<B>(device)?;
         if pipeline.template().is_none() {
@@ -61,12 +69,13 @@ impl Job for Chat {
                 .collect()
         };
         let mut history = fresh();
-        let answer = |history: &mut Vec<Message>, text: String| -> Result<()> {
-            history.push(Message::user(text));
+        // Generates the assistant's turn after `history` (its last message is the user's or a
+        // tool result) and appends it.
+        let respond = |history: &mut Vec<Message>| -> Result<()> {
             interrupted.store(false, Ordering::SeqCst);
             let mut stdout = std::io::stdout();
             let mut write_error = None;
-            let out = pipeline.chat(history, &config, &mut |delta| {
+            let mut on_text = |delta: &str| {
                 if let Err(e) = stdout
                     .write_all(delta.as_bytes())
                     .and_then(|()| stdout.flush())
@@ -80,7 +89,18 @@ impl Job for Chat {
                 } else {
                     ControlFlow::Continue(())
                 }
-            })?;
+            };
+            let (out, message) = match &tools {
+                Some(tools) => {
+                    let reply = pipeline.chat_with_tools(history, tools, &config, &mut on_text)?;
+                    (reply.generation, reply.message)
+                }
+                None => {
+                    let out = pipeline.chat(history, &config, &mut on_text)?;
+                    let message = Message::assistant(out.text.clone());
+                    (out, message)
+                }
+            };
             if let Some(e) = write_error {
                 return Err(e.into());
             }
@@ -88,8 +108,15 @@ impl Job for Chat {
             if out.stop == StopReason::Interrupted {
                 eprintln!("(stopped)");
             }
-            history.push(Message::assistant(out.text));
+            for call in &message.tool_calls {
+                eprintln!("[tool call] {}", serde_json::to_string(call)?);
+            }
+            history.push(message);
             Ok(())
+        };
+        let answer = |history: &mut Vec<Message>, text: String| -> Result<()> {
+            history.push(Message::user(text));
+            respond(history)
         };
         if let Some(prompt) = args.prompt.clone() {
             return answer(&mut history, prompt);
@@ -111,6 +138,36 @@ impl Job for Chat {
                     eprintln!("(conversation reset)");
                 }
                 "/help" => eprintln!("{HELP}"),
+                _ if line.starts_with("/tool ") => {
+                    // The result of the last assistant turn's call (its id when it has one).
+                    let call = history
+                        .last()
+                        .filter(|m| m.role == "assistant")
+                        .and_then(|m| m.tool_calls.last())
+                        .cloned();
+                    let Some(call) = call else {
+                        eprintln!("error: the last answer called no tool");
+                        continue;
+                    };
+                    let mut result = Message::tool(
+                        call.id.clone().unwrap_or_default(),
+                        line["/tool ".len()..].trim(),
+                    );
+                    if call.id.is_none() {
+                        result.tool_call_id = None;
+                    }
+                    result.name = Some(call.function.name.clone());
+                    let before = history.len();
+                    history.push(result);
+                    match respond(&mut history) {
+                        Err(e) if is_broken_pipe(&e) => return Err(e),
+                        Err(e) => {
+                            history.truncate(before);
+                            eprintln!("error: {}", error_chain(&e));
+                        }
+                        Ok(()) => {}
+                    }
+                }
                 _ => {
                     match answer(&mut history, line.to_owned()) {
                         Err(e) if is_broken_pipe(&e) => return Err(e),

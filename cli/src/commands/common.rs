@@ -235,3 +235,21 @@ impl SamplingArgs {
         })
     }
 }
+
+/// Reads `--tools FILE`: a JSON array of tool definitions (JSON schemas, as transformers'
+/// `apply_chat_template(tools=...)` takes them).
+pub fn read_tools(path: &std::path::Path) -> Result<Vec<serde_json::Value>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the tools {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("--tools {}: invalid JSON", path.display()))?;
+    match value {
+        serde_json::Value::Array(tools) if tools.iter().all(serde_json::Value::is_object) => {
+            Ok(tools)
+        }
+        _ => anyhow::bail!(
+            "--tools {}: expected a JSON array of tool definitions (objects)",
+            path.display()
+        ),
+    }
+}

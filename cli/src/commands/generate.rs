@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use kiln_chat_template::Message;
 
-use super::common::{ModelArgs, SamplingArgs};
+use super::common::{ModelArgs, SamplingArgs, read_tools};
 use crate::device::{Device, Job, run_job};
 
 /// Arguments of `kiln generate`.
@@ -22,6 +22,10 @@ pub struct Args {
     /// A system message before each prompt.
     #[arg(long, conflicts_with = "raw")]
     pub system: Option<String>,
+    /// Offer these tools (a JSON array of tool definitions) through the chat template and parse
+    /// the calls the model writes (`tool_calls` in `--json`, `[tool call]` lines on stderr).
+    #[arg(long, value_name = "FILE", conflicts_with = "raw")]
+    pub tools: Option<PathBuf>,
     /// Complete the prompt as plain text, without the chat template (as transformers'
     /// `generate(**tokenizer(prompt))`). Always so for a model without a chat template.
     #[arg(long)]
@@ -87,6 +91,10 @@ impl Job for Generate {
         let args = self.0;
         let prompts = args.all_prompts()?;
         let config = args.sampling.config()?;
+        let tools = args.tools.as_deref().map(read_tools).transpose()?;
+        if tools.is_some() && prompts.len() > 1 {
+            bail!("--tools takes one prompt (a batch of prompts cannot use tools)");
+        }
         let loading = Instant::now();
         let pipeline = args.model.load::<B>(device.clone())?;
         let load = loading.elapsed();
@@ -158,8 +166,29 @@ impl Job for Generate {
             }
             ControlFlow::Continue(())
         };
+        let mut tool_calls = None;
         let out = if raw {
+            if tools.is_some() {
+                bail!(
+                    "{} has no chat template to offer --tools through (give one with --template)",
+                    pipeline.origin().display()
+                );
+            }
             pipeline.complete(&prompts[0], &config, &mut on_text)?
+        } else if let Some(tools) = &tools {
+            let reply = pipeline.chat_with_tools(
+                &args.messages(&prompts[0]),
+                tools,
+                &config,
+                &mut on_text,
+            )?;
+            if reply.format.is_none() {
+                tracing::warn!(
+                    "the chat template shows no known tool-call format: no calls parsed"
+                );
+            }
+            tool_calls = Some(reply.message.tool_calls);
+            reply.generation
         } else {
             pipeline.chat(&args.messages(&prompts[0]), &config, &mut on_text)?
         };
@@ -176,12 +205,18 @@ impl Job for Generate {
                 "tokens": out.tokens,
                 "stop": out.stop,
             });
+            if let Some(calls) = &tool_calls {
+                v["tool_calls"] = serde_json::to_value(calls)?;
+            }
             if args.stats {
                 v["stats"] = stats.json();
             }
             writeln!(stdout, "{v}")?;
         } else {
             writeln!(stdout)?;
+            for call in tool_calls.iter().flatten() {
+                eprintln!("[tool call] {}", serde_json::to_string(call)?);
+            }
         }
         if args.stats {
             stats.print();
