@@ -2,8 +2,9 @@
 
 The kernel tests write the CUDA C++ that CubeCL generates (`KILN_CUDA_SOURCES=DIR cargo test
 --features cuda ... cuda_sources`); this compiles each `.cu` file of DIR as the CUDA runtime
-would (NVRTC, sm_90, the CUDA headers of the `nvidia-cuda-*` wheels torch installs) and prints
-the first errors. Needs libnvrtc (pip package `nvidia-cuda-nvrtc`) and the CUDA headers.
+would (NVRTC, sm_90, the CUDA headers of the `nvidia-cuda-*` wheels) and prints the first
+errors. Needs the wheels nvidia-cuda-nvrtc, -runtime, -crt and -cccl (`cargo xtask test`
+installs them into the artifact cache).
 
 Run: python scripts/nvrtc_check.py DIR [--arch sm_90]
 """
@@ -33,6 +34,8 @@ def main() -> None:
     args = ap.parse_args()
     nvrtc = ctypes.CDLL(find("libnvrtc.so*"))
     include = os.path.dirname(find("cuda_fp16.h"))
+    # CUDA 13 keeps CCCL (`cuda/std`, `nv/target`) in include/cccl, which nvcc adds itself.
+    includes = [include] + [d for d in [os.path.join(include, "cccl")] if os.path.isdir(d)]
     failed = 0
     files = sorted(args.dir.glob("*.cu"))
     if not files:
@@ -42,7 +45,8 @@ def main() -> None:
         src = path.read_bytes()
         rc = nvrtc.nvrtcCreateProgram(ctypes.byref(prog), src, path.name.encode(), 0, None, None)
         assert rc == 0, rc
-        opts = [f"--gpu-architecture={args.arch}".encode(), b"-I" + include.encode(), b"--std=c++17"]
+        opts = [f"--gpu-architecture={args.arch}".encode(), b"--std=c++17"]
+        opts += [b"-I" + d.encode() for d in includes]
         arr = (ctypes.c_char_p * len(opts))(*opts)
         rc = nvrtc.nvrtcCompileProgram(prog, len(opts), arr)
         size = ctypes.c_size_t()

@@ -323,7 +323,7 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-fn python() -> Result<&'static str> {
+pub fn python() -> Result<&'static str> {
     for candidate in ["python3", "python"] {
         if Command::new(candidate)
             .args(["-m", "pip", "--version"])

@@ -1,6 +1,6 @@
 //! Generates the CUDA C++ of the flash kernels without a GPU, as the CUDA runtime would before
 //! handing it to NVRTC. Catches expansion-time failures of the tensor-core kernel on machines
-//! without CUDA; with `KILN_FLASH_CUDA_SOURCES=<dir>` it also writes the sources there (to be
+//! without CUDA; with `KILN_CUDA_SOURCES=<dir>` it also writes the sources there (to be
 //! compiled with NVRTC by hand).
 
 use cubecl::Compiler;
@@ -174,7 +174,7 @@ fn configs() -> Vec<(String, Which, FlashConfig, u32)> {
 
 #[test]
 fn cuda_sources_generate_for_every_configuration() {
-    let dir = std::env::var_os("KILN_FLASH_CUDA_SOURCES").map(std::path::PathBuf::from);
+    let dir = std::env::var_os("KILN_CUDA_SOURCES").map(std::path::PathBuf::from);
     for (name, which, cfg, units) in configs() {
         for (dtype, src) in [
             ("f16", source::<f16>(which, cfg, units)),
@@ -186,7 +186,7 @@ fn cuda_sources_generate_for_every_configuration() {
             }
             if let Some(dir) = &dir {
                 std::fs::create_dir_all(dir).expect("create the source directory");
-                std::fs::write(dir.join(format!("{name}_{dtype}.cu")), &src)
+                std::fs::write(dir.join(format!("attention-{name}_{dtype}.cu")), &src)
                     .expect("write a kernel source");
             }
         }
