@@ -135,19 +135,21 @@ impl Tokenizer {
     /// Tokenizes a rendered chat as transformers does: special tokens in the text are matched,
     /// none are added (`add_special_tokens=False`), nothing is padded or truncated.
     pub fn encode_rendered(&self, text: &str) -> Result<Encoding> {
-        let enc = self.inner.encode(text, false).map_err(tok_err("encode"))?;
-        Ok(Encoding {
-            ids: enc.get_ids().to_vec(),
-            attention_mask: enc.get_attention_mask().to_vec(),
-            offsets: enc.get_offsets().to_vec(),
-        })
+        self.encode(text, false)
     }
 
     /// Tokenizes plain text as transformers' `tokenizer(text)` does (`add_special_tokens=True`):
     /// the post-processor of `tokenizer.json` adds what the model expects (BOS for Llama,
     /// Mistral and Gemma, nothing for Qwen); nothing is padded or truncated.
     pub fn encode_text(&self, text: &str) -> Result<Encoding> {
-        let enc = self.inner.encode(text, true).map_err(tok_err("encode"))?;
+        self.encode(text, true)
+    }
+
+    fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Encoding> {
+        let enc = self
+            .inner
+            .encode(text, add_special_tokens)
+            .map_err(tok_err("encode"))?;
         Ok(Encoding {
             ids: enc.get_ids().to_vec(),
             attention_mask: enc.get_attention_mask().to_vec(),
