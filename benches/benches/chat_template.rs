@@ -19,6 +19,7 @@ fn repo_root() -> PathBuf {
 
 fn cache_dir() -> PathBuf {
     std::env::var_os("KILN_CACHE")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".cache").join("kiln"))
 }

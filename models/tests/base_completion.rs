@@ -196,6 +196,7 @@ fn chat_on_a_base_model_says_it_has_no_template_and_a_given_one_works() {
 /// A template of the artifact cache (`cargo xtask fetch`).
 fn cached_template(name: &str) -> ChatTemplate {
     let cache = std::env::var_os("KILN_CACHE")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/kiln")));
     let path = cache.join("llama-cpp/templates").join(name);

@@ -14,6 +14,7 @@ type B = NdArray;
 
 fn model_dir() -> PathBuf {
     let cache = std::env::var_os("KILN_CACHE")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/kiln")));
     let path = cache.join("minilm");

@@ -45,6 +45,7 @@ struct Expected {
 
 fn artifact() -> PathBuf {
     let cache = std::env::var_os("KILN_CACHE")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/kiln")));
     let path = cache.join("gemma3/gemma-3-270m-q4_k_m.gguf");

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 fn pipeline() -> ChatPipeline<NdArray> {
     let cache = std::env::var_os("KILN_CACHE")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/kiln")));
     let path = cache.join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use kiln_prompting::{RolePolicy, SystemRole};
 
 fn cache_dir() -> PathBuf {
-    match std::env::var_os("KILN_CACHE") {
+    match std::env::var_os("KILN_CACHE").filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/kiln")),
     }

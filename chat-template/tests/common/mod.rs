@@ -15,7 +15,7 @@ pub fn repo_root() -> PathBuf {
 
 /// The artifact cache: `$KILN_CACHE`, else `<repo>/.cache/kiln`.
 pub fn cache_dir() -> PathBuf {
-    match std::env::var_os("KILN_CACHE") {
+    match std::env::var_os("KILN_CACHE").filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => repo_root().join(".cache").join("kiln"),
     }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 /// the test, saying how to fetch it, when `path` is missing.
 pub fn cached(path: &str) -> PathBuf {
     let cache = std::env::var_os("KILN_CACHE")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/kiln")));
     let path = cache.join(path);

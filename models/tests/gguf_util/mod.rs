@@ -17,6 +17,7 @@ pub fn fixture(rel: &str) -> PathBuf {
 /// with instructions when it is missing.
 pub fn artifact(rel: &str) -> PathBuf {
     let cache = std::env::var_os("KILN_CACHE")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".cache/kiln"));
     let path = cache.join(rel);
