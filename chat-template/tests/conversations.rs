@@ -12,22 +12,7 @@ use serde_json::Value;
 
 /// The template `entry` of the fixture was made from, checked against its hash.
 fn template(name: &str, entry: &Value) -> ChatTemplate {
-    let rel = entry["source"].as_str().expect("source");
-    let source = if rel.ends_with("tokenizer_config.json") {
-        let config: Value = serde_json::from_str(&read_cached(rel)).expect("tokenizer_config.json");
-        config["chat_template"]
-            .as_str()
-            .expect("chat_template")
-            .to_owned()
-    } else {
-        read_cached(rel)
-    };
-    assert_eq!(
-        sha256(&source),
-        entry["sha256"].as_str().unwrap_or_default(),
-        "{rel} differs from the file the fixture was made from: re-run `cargo xtask fetch`"
-    );
-    ChatTemplate::from_source(name, source).expect("compiles")
+    ChatTemplate::from_source(name, fixture_template_source(entry)).expect("compiles")
 }
 
 /// What is wrong with `got` given jinja2's result `expected`, if anything.

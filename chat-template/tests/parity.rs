@@ -108,22 +108,7 @@ fn hf_templates_render_like_transformers() {
     let mut seen_known = BTreeSet::new();
     let mut checked = 0;
     for (name, entry) in fixture["templates"].as_object().expect("templates") {
-        let rel = entry["source"].as_str().expect("source");
-        let source = if rel.ends_with("tokenizer_config.json") {
-            let config: Value =
-                serde_json::from_str(&read_cached(rel)).expect("tokenizer_config.json");
-            config["chat_template"]
-                .as_str()
-                .expect("chat_template")
-                .to_owned()
-        } else {
-            read_cached(rel)
-        };
-        assert_eq!(
-            sha256(&source),
-            entry["sha256"].as_str().unwrap_or_default(),
-            "{rel} differs from the file the fixture was made from: re-run `cargo xtask fetch`"
-        );
+        let source = fixture_template_source(entry);
         let template = ChatTemplate::from_source(name.clone(), source);
         for failure in check(name, &template, entry, &fixture) {
             let case = failure

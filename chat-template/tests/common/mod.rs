@@ -134,3 +134,24 @@ pub fn char_index(text: &str, byte: usize) -> usize {
 pub fn exists(path: &Path) -> bool {
     path.exists()
 }
+
+/// The template source a fixture entry names (a `.jinja` file or a `tokenizer_config.json`'s
+/// `chat_template`, in the artifact cache), checked against the entry's hash.
+pub fn fixture_template_source(entry: &Value) -> String {
+    let rel = entry["source"].as_str().expect("source");
+    let source = if rel.ends_with("tokenizer_config.json") {
+        let config: Value = serde_json::from_str(&read_cached(rel)).expect("tokenizer_config.json");
+        config["chat_template"]
+            .as_str()
+            .expect("chat_template")
+            .to_owned()
+    } else {
+        read_cached(rel)
+    };
+    assert_eq!(
+        sha256(&source),
+        entry["sha256"].as_str().unwrap_or_default(),
+        "{rel} differs from the file the fixture was made from: re-run `cargo xtask fetch`"
+    );
+    source
+}
