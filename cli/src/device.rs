@@ -83,8 +83,31 @@ pub fn run_job<J: Job>(device: Device, job: J) -> Result<J::Output> {
     match device {
         Device::Cpu => job.run::<burn::backend::NdArray>(Default::default()),
         #[cfg(feature = "cuda")]
-        Device::Cuda(i) => job.run::<burn::backend::Cuda>(burn::backend::cuda::CudaDevice::new(i)),
+        Device::Cuda(i) => {
+            if let Some(root) = kernel_cache_root() {
+                kiln_models::kernel_cache::enable(&kiln_models::kernel_cache::cache_dir(&root));
+            }
+            job.run::<burn::backend::Cuda>(burn::backend::cuda::CudaDevice::new(i))
+        }
         #[cfg(not(feature = "cuda"))]
         Device::Cuda(_) => bail!("this kiln was built without CUDA"),
     }
+}
+
+/// Where compiled GPU kernels are kept between runs: `$KILN_KERNEL_CACHE` (`off` or `0`: not
+/// kept), else `$XDG_CACHE_HOME/kiln/kernels`, else `~/.cache/kiln/kernels`.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn kernel_cache_root() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(v) = var("KILN_KERNEL_CACHE") {
+        return match v.to_str() {
+            Some("off" | "0") => None,
+            _ => Some(PathBuf::from(v)),
+        };
+    }
+    if let Some(xdg) = var("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(xdg).join("kiln").join("kernels"));
+    }
+    var("HOME").map(|home| PathBuf::from(home).join(".cache").join("kiln").join("kernels"))
 }

@@ -20,6 +20,7 @@ pub mod gemma3;
 pub mod generate;
 pub mod gguf;
 pub mod inspect;
+pub mod kernel_cache;
 pub mod llama;
 pub mod mistral;
 pub mod model;
