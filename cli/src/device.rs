@@ -109,5 +109,10 @@ fn kernel_cache_root() -> Option<std::path::PathBuf> {
     if let Some(xdg) = var("XDG_CACHE_HOME") {
         return Some(PathBuf::from(xdg).join("kiln").join("kernels"));
     }
-    var("HOME").map(|home| PathBuf::from(home).join(".cache").join("kiln").join("kernels"))
+    var("HOME").map(|home| {
+        PathBuf::from(home)
+            .join(".cache")
+            .join("kiln")
+            .join("kernels")
+    })
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::ModelError;
 use crate::config::ModelConfig;
 use crate::gguf::ModelHints;
-use crate::llama::{Layer, LayerSpec};
+use crate::llama::{Layer, LayerSpec, Residual};
 use crate::model::{AttentionMask, CausalLm, Pass};
 use crate::nn::{Activation, AttentionSpec, KvCache, Linear, RmsNorm, Rope, RopeScaling};
 use crate::weights::WeightSource;
@@ -199,14 +199,16 @@ impl<B: Backend> CausalLm<B> for Gemma<B> {
         let rope = self
             .rope
             .tables(&pass.positions, self.embed_tokens.dtype(), &ids.device());
-        let mut x = embedding(self.embed_tokens.clone(), ids)
-            .mul_scalar(embed_scale(self.config.hidden_size));
+        let mut x = Residual::new(
+            embedding(self.embed_tokens.clone(), ids)
+                .mul_scalar(embed_scale(self.config.hidden_size)),
+        );
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
             x = layer.forward(x, &rope, pass.mask, layer_cache, self.attention)?;
         }
         cache.seq_len += pass.seq;
-        let x = pass.keep(x, last_only);
-        Ok(self.lm_head.forward(self.norm.forward(x)))
+        let (_, h) = x.map(|t| pass.keep(t, last_only)).norm(&self.norm);
+        Ok(self.lm_head.forward(h))
     }
 
     fn new_cache(&self) -> KvCache<B> {

@@ -208,19 +208,58 @@ impl<B: Backend> Layer<B> {
 
     pub(crate) fn forward(
         &self,
-        x: Tensor<B, 3>,
+        x: Residual<B>,
         rope: &RopeTables<B>,
         mask: Option<&AttentionMask>,
         cache: &mut LayerCache<B>,
         implementation: AttentionImpl,
-    ) -> Result<Tensor<B, 3>, ModelError> {
-        let h = self.input_layernorm.forward(x.clone());
+    ) -> Result<Residual<B>, ModelError> {
+        let (x, h) = x.norm(&self.input_layernorm);
         let attn = self
             .self_attn
             .forward(h, rope, mask, cache, implementation)?;
         // The residual add and the second norm in one pass where a kernel does both.
         let (x, h) = self.post_attention_layernorm.forward_residual(x, attn);
-        Ok(x + self.mlp.forward(h))
+        Ok(Residual::pending(x, self.mlp.forward(h)))
+    }
+}
+
+/// The residual stream between pre-norm layers: `x`, or `x + delta` with the sum left to the
+/// next norm, which adds and normalizes in one launch where a kernel does both (the sum is
+/// rounded to the dtype first, as the unfused add writes it).
+pub(crate) struct Residual<B: Backend> {
+    x: Tensor<B, 3>,
+    delta: Option<Tensor<B, 3>>,
+}
+
+impl<B: Backend> Residual<B> {
+    /// The stream `x`.
+    pub(crate) fn new(x: Tensor<B, 3>) -> Self {
+        Self { x, delta: None }
+    }
+
+    /// The stream `x + delta`, not yet added.
+    pub(crate) fn pending(x: Tensor<B, 3>, delta: Tensor<B, 3>) -> Self {
+        Self {
+            x,
+            delta: Some(delta),
+        }
+    }
+
+    /// `(stream, norm(stream))`.
+    pub(crate) fn norm(self, norm: &RmsNorm<B>) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        match self.delta {
+            Some(delta) => norm.forward_residual(self.x, delta),
+            None => (self.x.clone(), norm.forward(self.x)),
+        }
+    }
+
+    /// `f` applied to the stream's parts (a selection of positions, say).
+    pub(crate) fn map(self, f: impl Fn(Tensor<B, 3>) -> Tensor<B, 3>) -> Self {
+        Self {
+            x: f(self.x),
+            delta: self.delta.map(f),
+        }
     }
 }
 
@@ -318,13 +357,13 @@ impl<B: Backend> Llama<B> {
         let rope = self
             .rope
             .tables(&pass.positions, self.embed_tokens.dtype(), &ids.device());
-        let mut x = embedding(self.embed_tokens.clone(), ids);
+        let mut x = Residual::new(embedding(self.embed_tokens.clone(), ids));
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
             x = layer.forward(x, &rope, pass.mask, layer_cache, self.attention)?;
         }
         cache.seq_len += pass.seq;
-        let x = pass.keep(x, last_only);
-        Ok(self.lm_head.forward(self.norm.forward(x)))
+        let (_, h) = x.map(|t| pass.keep(t, last_only)).norm(&self.norm);
+        Ok(self.lm_head.forward(h))
     }
 }
 

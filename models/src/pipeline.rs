@@ -123,15 +123,19 @@ impl<B: Backend> ChatPipeline<B> {
         registry: &Registry<B>,
     ) -> Result<Self, ModelError> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let start = std::time::Instant::now();
         let mut source = dir_source(dir, options)?;
         let model = registry.build_causal_lm(&config, &mut source, options)?;
+        tracing::info!("weights loaded in {:.2} s", start.elapsed().as_secs_f64());
         let max_positions = config
             .text
             .get("max_position_embeddings")
             .and_then(serde_json::Value::as_u64)
             .and_then(|n| usize::try_from(n).ok())
             .filter(|&n| n > 0);
+        let start = std::time::Instant::now();
         let tokenizer = Tokenizer::from_dir(dir)?;
+        tracing::info!("tokenizer loaded in {:.2} s", start.elapsed().as_secs_f64());
         let template = match ChatTemplate::from_model_dir(dir) {
             Ok(t) => Some(t),
             Err(kiln_chat_template::Error::MissingTemplate { .. }) => None,

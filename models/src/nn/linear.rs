@@ -25,7 +25,7 @@ use kiln_quant::nn::{Linear4bit, Linear8bitLt};
 use kiln_quant::{QuantBits, QuantConfig, QuantError};
 
 use crate::ModelError;
-use crate::weights::{FloatDtype, WeightSource, burn_dtype, check_dtype, float_tensor};
+use crate::weights::{FloatDtype, RawFloat, WeightSource, burn_dtype, check_dtype, float_tensor};
 
 /// How a [`Linear`] holds its weight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +238,86 @@ impl<B: Backend> Linear<B> {
             }
         };
         Ok(Self { weight })
+    }
+
+    /// The Linears `{prefix}` of `prefixes` (one input size, `outs[i]` outputs each) as one
+    /// Linear whose output holds theirs side by side (Q/K/V, gate/up): one launch where there
+    /// were several, with the same values per output (each comes from its own weight row).
+    /// Only where each would be a dense weight on a GPU backend (not quantized, not stored
+    /// quantized, floats in the file); `Ok(None)` otherwise: load them one by one then.
+    pub fn load_concat(
+        source: &mut dyn WeightSource,
+        prefixes: &[String],
+        in_features: usize,
+        outs: &[usize],
+        bias: bool,
+        device: &B::Device,
+    ) -> Result<Option<Self>, ModelError> {
+        if host_kernels::<B>(device) || source.stored_quantization().is_some() {
+            return Ok(None);
+        }
+        if let Some(c) = source.options().quantization.as_ref()
+            && prefixes
+                .iter()
+                .zip(outs)
+                .any(|(p, &o)| quantizes(&format!("{p}.weight"), [o, in_features], c))
+        {
+            return Ok(None);
+        }
+        let dtype = source.options().dtype;
+        let mut parts = Vec::with_capacity(prefixes.len());
+        for (p, &o) in prefixes.iter().zip(outs) {
+            let name = format!("{p}.weight");
+            let Some(raw) = source.raw_float(&name)? else {
+                return Ok(None);
+            };
+            if raw.shape != [o, in_features] {
+                return Err(ModelError::ShapeMismatch {
+                    file: source.origin().to_path_buf(),
+                    tensor: name,
+                    expected: vec![o, in_features],
+                    found: raw.shape,
+                });
+            }
+            parts.push(raw);
+        }
+        let stored = parts[0].dtype;
+        if parts.iter().any(|r| r.dtype != stored) {
+            return Ok(None);
+        }
+        let rows: usize = outs.iter().sum();
+        let mut bytes = Vec::with_capacity(parts.iter().map(|r| r.bytes.len()).sum());
+        for r in parts {
+            bytes.extend_from_slice(&r.bytes);
+        }
+        let raw = RawFloat {
+            shape: vec![rows, in_features],
+            dtype: stored,
+            bytes,
+        };
+        let weight = raw.to_device([rows, in_features], dtype, device)?;
+        let bias = if bias {
+            let mut all = Vec::with_capacity(rows);
+            for (p, &o) in prefixes.iter().zip(outs) {
+                let name = format!("{p}.bias");
+                let b = source.host_tensor(&name)?;
+                if b.shape != [o] {
+                    return Err(ModelError::ShapeMismatch {
+                        file: source.origin().to_path_buf(),
+                        tensor: name,
+                        expected: vec![o],
+                        found: b.shape,
+                    });
+                }
+                all.extend(b.data);
+            }
+            bias_tensor(Some(all), dtype, device)?
+        } else {
+            None
+        };
+        Ok(Some(Self {
+            weight: Weight::Rows { weight, bias },
+        }))
     }
 
     /// From a weight already in memory (`[out, in]`), e.g. tied embeddings.

@@ -55,10 +55,23 @@ impl Activation {
 /// `down_proj(act(gate_proj(x)) * up_proj(x))`.
 #[derive(Debug, Clone)]
 pub struct GatedMlp<B: Backend> {
-    gate_proj: Linear<B>,
-    up_proj: Linear<B>,
+    gate_up: GateUp<B>,
     down_proj: Linear<B>,
     activation: Activation,
+}
+
+/// The gate and up projections: one Linear with both outputs side by side where the weights
+/// allow it (dense, GPU backends: one launch instead of two), else two.
+#[derive(Debug, Clone)]
+enum GateUp<B: Backend> {
+    Fused {
+        gate_up: Linear<B>,
+        intermediate: usize,
+    },
+    Split {
+        gate: Linear<B>,
+        up: Linear<B>,
+    },
 }
 
 impl<B: Backend> GatedMlp<B> {
@@ -73,9 +86,26 @@ impl<B: Backend> GatedMlp<B> {
         device: &B::Device,
     ) -> Result<Self, ModelError> {
         let (h, i) = (hidden, intermediate);
+        let (gate, up) = (format!("{prefix}.gate_proj"), format!("{prefix}.up_proj"));
+        let gate_up = match Linear::load_concat(
+            source,
+            &[gate.clone(), up.clone()],
+            h,
+            &[i, i],
+            bias,
+            device,
+        )? {
+            Some(gate_up) => GateUp::Fused {
+                gate_up,
+                intermediate: i,
+            },
+            None => GateUp::Split {
+                gate: Linear::load(source, &gate, h, i, bias, device)?,
+                up: Linear::load(source, &up, h, i, bias, device)?,
+            },
+        };
         Ok(Self {
-            gate_proj: Linear::load(source, &format!("{prefix}.gate_proj"), h, i, bias, device)?,
-            up_proj: Linear::load(source, &format!("{prefix}.up_proj"), h, i, bias, device)?,
+            gate_up,
             down_proj: Linear::load(source, &format!("{prefix}.down_proj"), i, h, bias, device)?,
             activation,
         })
@@ -83,8 +113,16 @@ impl<B: Backend> GatedMlp<B> {
 
     /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = self.gate_proj.forward(x.clone());
-        let up = self.up_proj.forward(x);
+        let (gate, up) = match &self.gate_up {
+            GateUp::Fused {
+                gate_up,
+                intermediate: i,
+            } => {
+                let y = gate_up.forward(x);
+                (y.clone().narrow(2, 0, *i), y.narrow(2, *i, *i))
+            }
+            GateUp::Split { gate, up } => (gate.forward(x.clone()), up.forward(x)),
+        };
         self.down_proj.forward(self.activation.gated(gate, up))
     }
 }

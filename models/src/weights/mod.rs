@@ -73,8 +73,13 @@ impl RawFloat {
         let stored = burn_dtype(self.dtype);
         // f32 goes through an aligned f32 vector (host backends read it in place).
         if self.dtype != FloatDtype::F32 && B::supports_dtype(device, stored) {
+            let (start, n) = (std::time::Instant::now(), self.bytes.len());
             let data = TensorData::from_bytes_vec(self.bytes, shape, stored);
             let t = Tensor::<B, D>::from_data(data, (device, stored));
+            tracing::debug!(
+                "uploaded {n} bytes in {:.2} ms",
+                start.elapsed().as_secs_f64() * 1e3
+            );
             return Ok(if self.dtype == dtype {
                 t
             } else {

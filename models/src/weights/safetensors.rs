@@ -81,6 +81,9 @@ impl SafetensorsSource {
                 path: file.clone(),
                 source,
             })?;
+            // The whole file is read, in order: let the kernel read ahead.
+            #[cfg(unix)]
+            let _ = map.advise(memmap2::Advice::WillNeed);
             let st = SafeTensors::deserialize(&map).map_err(|e| ModelError::Format {
                 file: file.clone(),
                 reason: e.to_string(),
@@ -237,10 +240,17 @@ impl WeightSource for SafetensorsSource {
             Dtype::BF16 => FloatDtype::BF16,
             _ => return Ok(None),
         };
+        let start = std::time::Instant::now();
+        let bytes = view.data().to_vec();
+        tracing::debug!(
+            "read {name}: {} bytes in {:.2} ms",
+            bytes.len(),
+            start.elapsed().as_secs_f64() * 1e3
+        );
         Ok(Some(RawFloat {
             shape: view.shape().to_vec(),
             dtype,
-            bytes: view.data().to_vec(),
+            bytes,
         }))
     }
 
