@@ -171,8 +171,15 @@ impl<B: Backend> SelfAttention<B> {
             q = qn.forward(q);
             k = kn.forward(k);
         }
-        let (q, k) = (rope.apply(q), rope.apply(k));
-        let cached = cache.append(k, v);
+        // RoPE and the cache writes in one launch where a kernel does them.
+        let (kb, vb, start) = cache.take_room(k.dims(), k.dtype(), &k.device());
+        let (q, cached) = match rope.apply_and_append(q, k, v, kb, vb, start) {
+            Ok((q, kb, vb)) => (q, cache.commit(kb, vb, start + s)),
+            Err((q, k, v, kb, vb)) => {
+                let (q, k) = (rope.apply(q), rope.apply(k));
+                (q, cache.write(kb, vb, start, k, v))
+            }
+        };
         let padding = mask.and_then(|m| m.key_padding(cached.len));
         let options = match padding {
             None => std::borrow::Cow::Borrowed(&self.options),

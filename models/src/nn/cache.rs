@@ -49,8 +49,40 @@ impl<B: Backend> LayerCache<B> {
     /// returns the buffers with the number of positions now in use.
     pub fn append(&mut self, k: Tensor<B, 4>, v: Tensor<B, 4>) -> CachedKv<B> {
         let [b, h, s, d] = k.dims();
+        let (kb, vb, start) = self.take_room([b, h, s, d], k.dtype(), &k.device());
+        self.write(kb, vb, start, k, v)
+    }
+
+    /// Writes `k`/`v` into the buffers [`take_room`](Self::take_room) gave at `start` and
+    /// [`commit`](Self::commit)s them.
+    pub fn write(
+        &mut self,
+        kb: Tensor<B, 4>,
+        vb: Tensor<B, 4>,
+        start: usize,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+    ) -> CachedKv<B> {
+        let [b, h, s, d] = k.dims();
+        let range = [0..b, 0..h, start..start + s, 0..d];
+        let kb = kb.slice_assign(range.clone(), k);
+        let vb = vb.slice_assign(range, v);
+        self.commit(kb, vb, start + s)
+    }
+
+    /// Takes the buffers out of the cache with room for `s` more positions of a
+    /// `[batch, heads, s, head_dim]` append (grown or allocated as [`append`](Self::append)
+    /// does), and the position the new ones start at. The caller writes them and hands the
+    /// buffers back with [`commit`](Self::commit); until then the cache holds none (so the
+    /// buffers' handles are the caller's alone, and may be written in place).
+    pub fn take_room(
+        &mut self,
+        [b, h, s, d]: [usize; 4],
+        dtype: burn::tensor::DType,
+        device: &B::Device,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>, usize) {
         let end = self.len + s;
-        let (mut kb, mut vb) = match self.kv.take() {
+        let (kb, vb) = match self.kv.take() {
             Some((kb, vb)) if kb.dims()[2] >= end => (kb, vb),
             Some((kb, vb)) => {
                 let cap = KvCache::<B>::capacity_for(end.max(2 * kb.dims()[2]));
@@ -58,13 +90,16 @@ impl<B: Backend> LayerCache<B> {
             }
             None => {
                 let cap = KvCache::<B>::capacity_for(end.max(self.reserve));
-                let zeros = || Tensor::<B, 4>::zeros([b, h, cap, d], (&k.device(), k.dtype()));
+                let zeros = || Tensor::<B, 4>::zeros([b, h, cap, d], (device, dtype));
                 (zeros(), zeros())
             }
         };
-        let range = [0..b, 0..h, self.len..end, 0..d];
-        kb = kb.slice_assign(range.clone(), k);
-        vb = vb.slice_assign(range, v);
+        (kb, vb, self.len)
+    }
+
+    /// Puts the buffers [`take_room`](Self::take_room) gave back, with `end` positions now in
+    /// use, and returns them for attention.
+    pub fn commit(&mut self, kb: Tensor<B, 4>, vb: Tensor<B, 4>, end: usize) -> CachedKv<B> {
         self.len = end;
         self.kv = Some((kb.clone(), vb.clone()));
         CachedKv {

@@ -181,6 +181,35 @@ impl<B: Backend> RopeTables<B> {
     }
 }
 
+impl<B: Backend> RopeTables<B> {
+    /// A decode step's attention inputs: rotates `q` (returned) and `k`, and writes `k` and
+    /// `v` into the KV cache buffers `k_cache`/`v_cache` at position `start` (see
+    /// [`LayerCache::take_room`](crate::nn::LayerCache::take_room)); the same values as
+    /// [`apply`](Self::apply) and a slice assignment. One launch on burn's CubeCL backends
+    /// (CUDA, wgpu); `Err` hands everything back where that kernel does not run.
+    #[allow(clippy::type_complexity)]
+    pub fn apply_and_append(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        k_cache: Tensor<B, 4>,
+        v_cache: Tensor<B, 4>,
+        start: usize,
+    ) -> Result<
+        (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>),
+        (
+            Tensor<B, 4>,
+            Tensor<B, 4>,
+            Tensor<B, 4>,
+            Tensor<B, 4>,
+            Tensor<B, 4>,
+        ),
+    > {
+        kernels::rope_append(q, k, v, &self.cos, &self.sin, k_cache, v_cache, start)
+    }
+}
+
 /// RoPE in burn tensor ops: the path of every backend the kernels do not cover, and their
 /// reference.
 pub(crate) fn rope_reference<B: Backend>(

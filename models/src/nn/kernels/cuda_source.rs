@@ -11,11 +11,13 @@ use half::{bf16, f16};
 use super::gated::gated_kernel;
 use super::norm::{NormConfig, rms_norm_kernel};
 use super::rope::rope_kernel;
+use super::rope_append::{Strides3, Strides3CompilationArg, rope_append_kernel};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Which {
     Norm(NormConfig),
     Rope,
+    RopeAppend,
     Gated { gelu: bool },
 }
 
@@ -93,6 +95,44 @@ fn source<F: Float>(which: Which, units: u32) -> String {
                         dtype,
                     );
                 }
+                Which::RopeAppend => {
+                    let [q, k, v, c, s] = [(); 5].map(|_| input(&mut builder));
+                    let [qo, kc, vc] = [(); 3].map(|_| output(&mut builder));
+                    let arg = Strides3CompilationArg {
+                        b: (),
+                        h: (),
+                        s: (),
+                    };
+                    let strides = |b: &mut KernelBuilder| <Strides3 as LaunchArg>::expand(&arg, b);
+                    let [qs, ks, vs, cs] = [(); 4].map(|_| strides(&mut builder));
+                    let [units, heads, kvh, seq, hv, start, tb, ts] =
+                        [(); 8].map(|_| scalar(&mut builder));
+                    rope_append_kernel::expand::<F, $N>(
+                        &mut builder.scope,
+                        n,
+                        q,
+                        k,
+                        v,
+                        c,
+                        s,
+                        qo,
+                        kc,
+                        vc,
+                        qs,
+                        ks,
+                        vs,
+                        cs,
+                        units,
+                        heads,
+                        kvh,
+                        seq,
+                        hv,
+                        start,
+                        tb,
+                        ts,
+                        dtype,
+                    );
+                }
                 Which::Gated { gelu } => {
                     let (g, u) = (input(&mut builder), input(&mut builder));
                     let o = output(&mut builder);
@@ -144,6 +184,7 @@ fn source<F: Float>(which: Which, units: u32) -> String {
 fn cuda_sources_generate() {
     let mut kernels = vec![
         (Which::Rope, 256),
+        (Which::RopeAppend, 256),
         (Which::Gated { gelu: false }, 256),
         (Which::Gated { gelu: true }, 256),
     ];

@@ -91,6 +91,91 @@ pub(super) fn rope<B: Backend, R: CubeRuntime>(
     burn::<B, R, 4>(out)
 }
 
+/// Moves `v` into a `U` when `T` is `U`, else hands it back.
+fn try_same<T: 'static, U: 'static>(v: T) -> Result<U, T> {
+    let mut slot = Some(v);
+    let any: &mut dyn Any = &mut slot;
+    if let Some(u) = any.downcast_mut::<Option<U>>().and_then(Option::take) {
+        return Ok(u);
+    }
+    match slot {
+        Some(v) => Err(v),
+        None => unreachable!("the slot is emptied only when it holds a U"),
+    }
+}
+
+/// See [`super::rope_append()`]. The caches move in (their handles must be unshared to be
+/// written in place) and come back either way.
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+pub(super) fn rope_append<B: Backend, R: CubeRuntime>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    cos: &Tensor<B, 4>,
+    sin: &Tensor<B, 4>,
+    k_cache: Tensor<B, 4>,
+    v_cache: Tensor<B, 4>,
+    start: usize,
+) -> Result<
+    (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>),
+    (
+        Tensor<B, 4>,
+        Tensor<B, 4>,
+        Tensor<B, 4>,
+        Tensor<B, 4>,
+        Tensor<B, 4>,
+    ),
+> {
+    let dtype = q.dtype();
+    let cast = |t: &Tensor<B, 4>| {
+        if t.dtype() == dtype {
+            t.clone()
+        } else {
+            t.clone().cast(dtype)
+        }
+    };
+    let (cos, sin) = (cast(cos), cast(sin));
+    let caches = (
+        try_same::<_, CubeTensor<R>>(k_cache.into_primitive().tensor()),
+        try_same::<_, CubeTensor<R>>(v_cache.into_primitive().tensor()),
+    );
+    let back = |c: Result<CubeTensor<R>, B::FloatTensorPrimitive>| match c {
+        Ok(c) => burn::<B, R, 4>(c),
+        Err(p) => Some(Tensor::from_primitive(TensorPrimitive::Float(p))),
+    };
+    let (kc, vc) = match caches {
+        (Ok(kc), Ok(vc)) => (kc, vc),
+        (kc, vc) => {
+            return match (back(kc), back(vc)) {
+                (Some(kc), Some(vc)) => Err((q, k, v, kc, vc)),
+                _ => unreachable!("a primitive that was not a cube tensor comes back as it was"),
+            };
+        }
+    };
+    let out = match (
+        cube::<B, R, 4>(&q),
+        cube::<B, R, 4>(&k),
+        cube::<B, R, 4>(&v),
+    ) {
+        (Some(qc), Some(kt), Some(vt)) => match (cube::<B, R, 4>(&cos), cube::<B, R, 4>(&sin)) {
+            (Some(c), Some(s)) => {
+                super::rope_append::rope_append(&qc, &kt, &vt, &c, &s, &kc, &vc, start)
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    match (
+        out.and_then(burn::<B, R, 4>),
+        burn::<B, R, 4>(kc),
+        burn::<B, R, 4>(vc),
+    ) {
+        (Some(q), Some(kc), Some(vc)) => Ok((q, kc, vc)),
+        (None, Some(kc), Some(vc)) => Err((q, k, v, kc, vc)),
+        _ => unreachable!("cube tensors of runtime R are B's float primitives"),
+    }
+}
+
 /// See [`super::gated()`].
 pub(super) fn gated<B: Backend, R: CubeRuntime, const D: usize>(
     activation: Activation,

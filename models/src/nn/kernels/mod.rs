@@ -33,6 +33,8 @@ mod glue;
 mod norm;
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 mod rope;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+mod rope_append;
 #[cfg(all(test, any(feature = "cuda", feature = "wgpu")))]
 mod tests;
 
@@ -108,6 +110,34 @@ pub(crate) fn rope<B: Backend>(
     on_cube_runtime!(B, R => glue::rope::<B, R>(&x, cos, sin).ok_or(x));
     let _ = (cos, sin);
     Err(x)
+}
+
+/// RoPE of `q` into a new tensor, and of `k` plus `v` into the KV cache buffers at `start`
+/// (in place), in one launch: `(q, k_cache, v_cache)`; everything back (`Err`) where the
+/// kernel does not run. See [`RopeTables::apply_and_append`](crate::nn::RopeTables).
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+pub(crate) fn rope_append<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    cos: &Tensor<B, 4>,
+    sin: &Tensor<B, 4>,
+    k_cache: Tensor<B, 4>,
+    v_cache: Tensor<B, 4>,
+    start: usize,
+) -> Result<
+    (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>),
+    (
+        Tensor<B, 4>,
+        Tensor<B, 4>,
+        Tensor<B, 4>,
+        Tensor<B, 4>,
+        Tensor<B, 4>,
+    ),
+> {
+    on_cube_runtime!(B, R => glue::rope_append::<B, R>(q, k, v, cos, sin, k_cache, v_cache, start));
+    let _ = (cos, sin, start);
+    Err((q, k, v, k_cache, v_cache))
 }
 
 /// `act(gate) * up` for tensors of one shape and dtype, in one launch; `Err((gate, up))`

@@ -14,7 +14,7 @@ const UNITS: usize = 256;
 
 /// `v` rounded to `F` and widened back: the value an operation computed in `F` gives.
 #[cube]
-fn rounded<F: Float, N: Size>(v: Vector<f32, N>) -> Vector<f32, N> {
+pub(super) fn rounded<F: Float, N: Size>(v: Vector<f32, N>) -> Vector<f32, N> {
     Vector::<f32, N>::cast_from(Vector::<F, N>::cast_from(v))
 }
 

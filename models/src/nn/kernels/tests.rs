@@ -249,6 +249,83 @@ fn rope_matches_the_burn_ops() {
 
 #[test]
 #[cfg_attr(not(feature = "wgpu"), ignore = "needs a CUDA device")]
+fn rope_append_equals_rope_and_slice_assign() {
+    let mut rng = Rng(0x5eed_0006);
+    for dtype in dtypes() {
+        for (batch, heads, kv_heads, seq, dim, cap, start, rows) in [
+            (1, 4, 2, 1, 64, 16, 5, 1),
+            (2, 6, 2, 3, 32, 8, 4, 2),
+            (1, 3, 3, 7, 8, 20, 0, 1),
+            (2, 2, 1, 1, 6, 4, 3, 1),
+        ] {
+            let what = format!(
+                "rope_append b{batch} h{heads}/{kv_heads} s{seq} d{dim} cap{cap} start{start}"
+            );
+            // As the fused Q/K/V projection gives them: views of one `[batch, seq, width]`.
+            let (nq, nkv) = (heads * dim, kv_heads * dim);
+            let width = nq + 2 * nkv;
+            let y = tensor(
+                &rng.vec(batch * seq * width, 2.0),
+                [batch, seq, width],
+                dtype,
+            );
+            let split = |from: usize, h: usize| {
+                y.clone()
+                    .narrow(2, from, h * dim)
+                    .reshape([batch, seq, h, dim])
+                    .swap_dims(1, 2)
+            };
+            let (q, k, v) = (
+                split(0, heads),
+                split(nq, kv_heads),
+                split(nq + nkv, kv_heads),
+            );
+            let table = [rows, 1, seq, dim];
+            let cos = tensor(&rng.vec(rows * seq * dim, 1.0), table, dtype);
+            let sin = tensor(&rng.vec(rows * seq * dim, 1.0), table, dtype);
+            let cache_shape = [batch, kv_heads, cap, dim];
+            let n = batch * kv_heads * cap * dim;
+            let kc = tensor(&rng.vec(n, 1.0), cache_shape, dtype);
+            let vc = tensor(&rng.vec(n, 1.0), cache_shape, dtype);
+            let range = [0..batch, 0..kv_heads, start..start + seq, 0..dim];
+            let want_q = values(rope_reference(q.clone(), &cos, &sin));
+            let want_k = values(
+                kc.clone()
+                    .slice_assign(range.clone(), rope_reference(k.clone(), &cos, &sin)),
+            );
+            let want_v = values(vc.clone().slice_assign(range, v.clone()));
+            // Fresh copies: the kernel writes the caches in place only when it holds them alone.
+            let (kc, vc) = (kc.clone() + 0.0, vc.clone() + 0.0);
+            let Ok((got_q, got_k, got_v)) = super::rope_append(q, k, v, &cos, &sin, kc, vc, start)
+            else {
+                panic!("{what}: the kernel did not run");
+            };
+            assert_eq!(got_q.dims(), [batch, heads, seq, dim]);
+            check(&what, &values(got_q), &want_q, dtype, 0.0);
+            check(&what, &values(got_k), &want_k, dtype, 0.0);
+            check(&what, &values(got_v), &want_v, dtype, 0.0);
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(not(feature = "wgpu"), ignore = "needs a CUDA device")]
+fn rope_append_leaves_shared_caches_alone() {
+    let mut rng = Rng(0x5eed_0007);
+    let mut x = || tensor(&rng.vec(2 * 64, 1.0), [1, 2, 1, 64], DType::F32);
+    let (q, k, v) = (x(), x(), x());
+    let table = tensor(&[1.0; 64], [1, 1, 1, 64], DType::F32);
+    let kc = tensor(&[0.0; 2 * 4 * 64], [1, 2, 4, 64], DType::F32);
+    let held = kc.clone();
+    let vc = kc.clone() + 0.0;
+    let Err((_, _, _, kc, _)) = super::rope_append(q, k, v, &table, &table, kc, vc, 1) else {
+        panic!("a cache whose handle is shared must not be written in place");
+    };
+    assert_eq!(values(kc), values(held));
+}
+
+#[test]
+#[cfg_attr(not(feature = "wgpu"), ignore = "needs a CUDA device")]
 fn rope_casts_tables_of_another_dtype() {
     let mut rng = Rng(0x5eed_0005);
     let x = tensor(&rng.vec(2 * 4 * 64, 2.0), [1, 2, 4, 64], DType::F16);
