@@ -152,21 +152,21 @@ impl<B: Backend> SelfAttention<B> {
         let [b, s, _] = x.dims();
         let split =
             |t: Tensor<B, 3>, heads: usize| t.reshape([b, s, heads, self.head_dim]).swap_dims(1, 2);
-        let (q, k, v) = match &self.qkv {
+        let (mut q, mut k, v) = match &self.qkv {
             Qkv::Fused(qkv) => {
-                let (nq, nkv) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
-                let y = qkv.forward(x);
-                (
-                    y.clone().narrow(2, 0, nq),
-                    y.clone().narrow(2, nq, nkv),
-                    y.narrow(2, nq + nkv, nkv),
-                )
+                // Split into heads first, then into Q/K/V heads: views, no copies (a reshape
+                // of a narrowed view would copy).
+                let (h, kvh) = (self.heads, self.kv_heads);
+                let y = qkv.forward(x).reshape([b, s, h + 2 * kvh, self.head_dim]);
+                let part = |from: usize, n: usize| y.clone().narrow(2, from, n).swap_dims(1, 2);
+                (part(0, h), part(h, kvh), part(h + kvh, kvh))
             }
-            Qkv::Split { q, k, v } => (q.forward(x.clone()), k.forward(x.clone()), v.forward(x)),
+            Qkv::Split { q, k, v } => (
+                split(q.forward(x.clone()), self.heads),
+                split(k.forward(x.clone()), self.kv_heads),
+                split(v.forward(x), self.kv_heads),
+            ),
         };
-        let mut q = split(q, self.heads);
-        let mut k = split(k, self.kv_heads);
-        let v = split(v, self.kv_heads);
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
             q = qn.forward(q);
             k = kn.forward(k);

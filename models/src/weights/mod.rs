@@ -74,8 +74,12 @@ impl RawFloat {
         // f32 goes through an aligned f32 vector (host backends read it in place).
         if self.dtype != FloatDtype::F32 && B::supports_dtype(device, stored) {
             let (start, n) = (std::time::Instant::now(), self.bytes.len());
-            let data = TensorData::from_bytes_vec(self.bytes, shape, stored);
-            let t = Tensor::<B, D>::from_data(data, (device, stored));
+            // Uploaded flat and reshaped there: a flat upload is one contiguous copy, where
+            // burn-cuda copies a matrix row by row as a pitched 2-D copy (measured ~0.45 GB/s
+            // from host memory on an H100 machine).
+            let elems = shape.iter().product::<usize>();
+            let data = TensorData::from_bytes_vec(self.bytes, [elems], stored);
+            let t = Tensor::<B, 1>::from_data(data, (device, stored)).reshape(shape);
             tracing::debug!(
                 "uploaded {n} bytes in {:.2} ms",
                 start.elapsed().as_secs_f64() * 1e3
@@ -181,10 +185,12 @@ pub fn float_tensor<B: Backend, const D: usize>(
     device: &B::Device,
 ) -> Result<Tensor<B, D>, ModelError> {
     check_dtype::<B>(dtype, device)?;
-    Ok(Tensor::from_data(
-        TensorData::new(data, shape),
-        (device, burn_dtype(dtype)),
-    ))
+    // Flat, then reshaped: see `RawFloat::to_device`.
+    let elems = shape.iter().product::<usize>();
+    Ok(
+        Tensor::<B, 1>::from_data(TensorData::new(data, [elems]), (device, burn_dtype(dtype)))
+            .reshape(shape),
+    )
 }
 
 impl dyn WeightSource + '_ {
