@@ -37,6 +37,7 @@ pub struct AttentionSpec {
 /// The Q, K and V projections: one Linear with the three outputs side by side where the
 /// weights allow it (dense, GPU backends: one launch instead of three), else three.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 enum Qkv<B: Backend> {
     Fused(Linear<B>),
     Split {

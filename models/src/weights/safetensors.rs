@@ -300,6 +300,22 @@ impl WeightSource for SafetensorsSource {
     }
 }
 
+/// The bytes of `data` (a slice of `shard`'s map) in a new vector: read from the file at their
+/// offset (one copy out of the page cache, ~2-3x faster than faulting the map in page by
+/// page), or copied from the map where that read fails.
+fn read_bytes(shard: &Shard, data: &[u8]) -> Vec<u8> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        let offset = data.as_ptr() as usize - shard.map.as_ptr() as usize;
+        let mut bytes = vec![0u8; data.len()];
+        if shard.file.read_exact_at(&mut bytes, offset as u64).is_ok() {
+            return bytes;
+        }
+    }
+    data.to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,20 +336,4 @@ mod tests {
             assert!(err.contains("inside the model dir"), "{bad}: {err}");
         }
     }
-}
-
-/// The bytes of `data` (a slice of `shard`'s map) in a new vector: read from the file at their
-/// offset (one copy out of the page cache, ~2-3x faster than faulting the map in page by
-/// page), or copied from the map where that read fails.
-fn read_bytes(shard: &Shard, data: &[u8]) -> Vec<u8> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileExt;
-        let offset = data.as_ptr() as usize - shard.map.as_ptr() as usize;
-        let mut bytes = vec![0u8; data.len()];
-        if shard.file.read_exact_at(&mut bytes, offset as u64).is_ok() {
-            return bytes;
-        }
-    }
-    data.to_vec()
 }
