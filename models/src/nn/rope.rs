@@ -196,16 +196,7 @@ impl<B: Backend> RopeTables<B> {
         k_cache: Tensor<B, 4>,
         v_cache: Tensor<B, 4>,
         start: usize,
-    ) -> Result<
-        (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>),
-        (
-            Tensor<B, 4>,
-            Tensor<B, 4>,
-            Tensor<B, 4>,
-            Tensor<B, 4>,
-            Tensor<B, 4>,
-        ),
-    > {
+    ) -> kernels::RopeAppend<B> {
         kernels::rope_append(q, k, v, &self.cos, &self.sin, k_cache, v_cache, start)
     }
 }

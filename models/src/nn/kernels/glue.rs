@@ -116,16 +116,7 @@ pub(super) fn rope_append<B: Backend, R: CubeRuntime>(
     k_cache: Tensor<B, 4>,
     v_cache: Tensor<B, 4>,
     start: usize,
-) -> Result<
-    (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>),
-    (
-        Tensor<B, 4>,
-        Tensor<B, 4>,
-        Tensor<B, 4>,
-        Tensor<B, 4>,
-        Tensor<B, 4>,
-    ),
-> {
+) -> super::RopeAppend<B> {
     let dtype = q.dtype();
     let cast = |t: &Tensor<B, 4>| {
         if t.dtype() == dtype {

@@ -112,6 +112,18 @@ pub(crate) fn rope<B: Backend>(
     Err(x)
 }
 
+/// What [`rope_append()`] gives: `(q, k_cache, v_cache)`, or its five inputs back.
+pub(crate) type RopeAppend<B> = Result<
+    (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>),
+    (
+        Tensor<B, 4>,
+        Tensor<B, 4>,
+        Tensor<B, 4>,
+        Tensor<B, 4>,
+        Tensor<B, 4>,
+    ),
+>;
+
 /// RoPE of `q` into a new tensor, and of `k` plus `v` into the KV cache buffers at `start`
 /// (in place), in one launch: `(q, k_cache, v_cache)`; everything back (`Err`) where the
 /// kernel does not run. See [`RopeTables::apply_and_append`](crate::nn::RopeTables).
@@ -125,16 +137,7 @@ pub(crate) fn rope_append<B: Backend>(
     k_cache: Tensor<B, 4>,
     v_cache: Tensor<B, 4>,
     start: usize,
-) -> Result<
-    (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>),
-    (
-        Tensor<B, 4>,
-        Tensor<B, 4>,
-        Tensor<B, 4>,
-        Tensor<B, 4>,
-        Tensor<B, 4>,
-    ),
-> {
+) -> RopeAppend<B> {
     on_cube_runtime!(B, R => glue::rope_append::<B, R>(q, k, v, cos, sin, k_cache, v_cache, start));
     let _ = (cos, sin, start);
     Err((q, k, v, k_cache, v_cache))
