@@ -108,18 +108,7 @@ pub fn generate_batch<B: Backend, M: CausalLm<B> + ?Sized>(
             } else {
                 logits
             };
-            // The ids and a NaN flag come back together: one read per step.
-            let nan = logits.clone().is_nan().any().int();
-            let ids = Tensor::cat(vec![logits.argmax(2).reshape([batch]), nan], 0);
-            let mut ids: Vec<i64> = ids
-                .into_data()
-                .convert::<i64>()
-                .to_vec()
-                .map_err(|e| ModelError::Config(format!("reading token ids: {e:?}")))?;
-            if ids.pop() != Some(0) {
-                return Err(non_finite(step));
-            }
-            chosen = Some(ids.into_iter().map(|i| i as u32).collect());
+            chosen = Some(greedy_ids(logits, batch, step)?);
             all = Vec::new();
         } else {
             all = logits
@@ -204,6 +193,38 @@ pub fn generate_batch<B: Backend, M: CausalLm<B> + ?Sized>(
             stop: r.stop.unwrap_or(StopReason::Interrupted),
         })
         .collect())
+}
+
+/// Each row's argmax of `logits` (`[batch, 1, vocab]`), chosen on the device: the ids and the
+/// rows' NaN flags come back in one read. One kernel where there is one (see
+/// [`crate::nn::argmax_rows`]), else burn's ops.
+fn greedy_ids<B: Backend>(
+    logits: Tensor<B, 3>,
+    batch: usize,
+    step: usize,
+) -> Result<Vec<u32>, ModelError> {
+    let reading = |e: String| ModelError::Config(format!("reading token ids: {e}"));
+    if let Some(picked) = crate::nn::argmax_rows(&logits) {
+        let picked = picked.map_err(reading)?;
+        if picked.len() != batch {
+            return Err(reading(format!("{} ids for {batch} rows", picked.len())));
+        }
+        if picked.iter().any(|&(_, nan)| nan) {
+            return Err(non_finite(step));
+        }
+        return Ok(picked.into_iter().map(|(id, _)| id).collect());
+    }
+    let nan = logits.clone().is_nan().any().int();
+    let ids = Tensor::cat(vec![logits.argmax(2).reshape([batch]), nan], 0);
+    let mut ids: Vec<i64> = ids
+        .into_data()
+        .convert::<i64>()
+        .to_vec()
+        .map_err(|e| reading(format!("{e:?}")))?;
+    if ids.pop() != Some(0) {
+        return Err(non_finite(step));
+    }
+    Ok(ids.into_iter().map(|i| i as u32).collect())
 }
 
 fn non_finite(step: usize) -> ModelError {

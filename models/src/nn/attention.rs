@@ -92,13 +92,11 @@ impl<B: Backend> SelfAttention<B> {
         };
         let names = ["q_proj", "k_proj", "v_proj"].map(|n| format!("{prefix}.{n}"));
         let (nq, nkv) = (heads * hd, kv_heads * hd);
-        let qkv = match Linear::load_concat(source, &names, h, &[nq, nkv, nkv], bias, device)? {
-            Some(fused) => Qkv::Fused(fused),
-            None => Qkv::Split {
-                q: linear(source, "q_proj", h, nq)?,
-                k: linear(source, "k_proj", h, nkv)?,
-                v: linear(source, "v_proj", h, nkv)?,
-            },
+        let mut parts = Linear::load_fused(source, &names, h, &[nq, nkv, nkv], bias, device)?;
+        let qkv = match (parts.pop(), parts.pop(), parts.pop()) {
+            (Some(fused), None, None) => Qkv::Fused(fused),
+            (Some(v), Some(k), Some(q)) => Qkv::Split { q, k, v },
+            _ => unreachable!("load_fused gives one Linear or one per name"),
         };
         let o_proj = linear(source, "o_proj", heads * hd, h)?;
         let (q_norm, k_norm) = match spec.qk_norm {

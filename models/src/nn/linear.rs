@@ -240,12 +240,89 @@ impl<B: Backend> Linear<B> {
         Ok(Self { weight })
     }
 
-    /// The Linears `{prefix}` of `prefixes` (one input size, `outs[i]` outputs each) as one
-    /// Linear whose output holds theirs side by side (Q/K/V, gate/up): one launch where there
-    /// were several, with the same values per output (each comes from its own weight row).
-    /// Only where each would be a dense weight on a GPU backend (not quantized, not stored
-    /// quantized, floats in the file); `Ok(None)` otherwise: load them one by one then.
-    pub fn load_concat(
+    /// The Linears `{prefix}` of `prefixes` (one input size, `outs[i]` outputs each), loaded as
+    /// [`load`](Self::load) would: as one Linear whose output holds theirs side by side (Q/K/V,
+    /// gate/up; one launch where there were several) on GPU backends when they are all dense,
+    /// all 4-bit or all int8 and can be joined (see `Linear4bit::concat_rows` and
+    /// `Linear8bitLt::concat_rows`), else one Linear each, in order. Each output keeps its own
+    /// weight row (and 4-bit blocks, int8 row scale), so its values are the same.
+    pub fn load_fused(
+        source: &mut dyn WeightSource,
+        prefixes: &[String],
+        in_features: usize,
+        outs: &[usize],
+        bias: bool,
+        device: &B::Device,
+    ) -> Result<Vec<Self>, ModelError> {
+        if host_kernels::<B>(device) {
+            return Self::load_each(source, prefixes, in_features, outs, bias, device);
+        }
+        let quantized = source.stored_quantization().is_some()
+            || source.options().quantization.as_ref().is_some_and(|c| {
+                prefixes
+                    .iter()
+                    .zip(outs)
+                    .any(|(p, &o)| quantizes(&format!("{p}.weight"), [o, in_features], c))
+            });
+        if quantized {
+            let parts = Self::load_each(source, prefixes, in_features, outs, bias, device)?;
+            return Ok(match Self::join_quantized(&parts) {
+                Some(joined) => vec![joined],
+                None => parts,
+            });
+        }
+        match Self::load_dense_concat(source, prefixes, in_features, outs, bias, device)? {
+            Some(joined) => Ok(vec![joined]),
+            None => Self::load_each(source, prefixes, in_features, outs, bias, device),
+        }
+    }
+
+    fn load_each(
+        source: &mut dyn WeightSource,
+        prefixes: &[String],
+        in_features: usize,
+        outs: &[usize],
+        bias: bool,
+        device: &B::Device,
+    ) -> Result<Vec<Self>, ModelError> {
+        prefixes
+            .iter()
+            .zip(outs)
+            .map(|(p, &o)| Self::load(source, p, in_features, o, bias, device))
+            .collect()
+    }
+
+    /// Quantized layers of one kind as one, where they can be joined.
+    fn join_quantized(parts: &[Self]) -> Option<Self> {
+        let weight = match parts.first().map(|p| &p.weight) {
+            Some(Weight::FourBit(_)) => {
+                let layers: Option<Vec<_>> = parts
+                    .iter()
+                    .map(|p| match &p.weight {
+                        Weight::FourBit(l) => Some(l.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                Weight::FourBit(Linear4bit::concat_rows(&layers?).ok()?)
+            }
+            Some(Weight::Int8(_)) => {
+                let layers: Option<Vec<_>> = parts
+                    .iter()
+                    .map(|p| match &p.weight {
+                        Weight::Int8(l) => Some(l.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                Weight::Int8(Linear8bitLt::concat_rows(&layers?).ok()?)
+            }
+            _ => return None,
+        };
+        Some(Self { weight })
+    }
+
+    /// Dense float weights in the file, concatenated on the host and uploaded once; `Ok(None)`
+    /// when one is not stored as floats or their dtypes differ.
+    fn load_dense_concat(
         source: &mut dyn WeightSource,
         prefixes: &[String],
         in_features: usize,
@@ -253,17 +330,6 @@ impl<B: Backend> Linear<B> {
         bias: bool,
         device: &B::Device,
     ) -> Result<Option<Self>, ModelError> {
-        if host_kernels::<B>(device) || source.stored_quantization().is_some() {
-            return Ok(None);
-        }
-        if let Some(c) = source.options().quantization.as_ref()
-            && prefixes
-                .iter()
-                .zip(outs)
-                .any(|(p, &o)| quantizes(&format!("{p}.weight"), [o, in_features], c))
-        {
-            return Ok(None);
-        }
         let dtype = source.options().dtype;
         let mut parts = Vec::with_capacity(prefixes.len());
         for (p, &o) in prefixes.iter().zip(outs) {

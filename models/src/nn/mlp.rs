@@ -61,7 +61,7 @@ pub struct GatedMlp<B: Backend> {
 }
 
 /// The gate and up projections: one Linear with both outputs side by side where the weights
-/// allow it (dense, GPU backends: one launch instead of two), else two.
+/// allow it (dense, 4-bit or int8 on GPU backends: one launch instead of two), else two.
 #[derive(Debug, Clone)]
 enum GateUp<B: Backend> {
     Fused {
@@ -87,22 +87,14 @@ impl<B: Backend> GatedMlp<B> {
     ) -> Result<Self, ModelError> {
         let (h, i) = (hidden, intermediate);
         let (gate, up) = (format!("{prefix}.gate_proj"), format!("{prefix}.up_proj"));
-        let gate_up = match Linear::load_concat(
-            source,
-            &[gate.clone(), up.clone()],
-            h,
-            &[i, i],
-            bias,
-            device,
-        )? {
-            Some(gate_up) => GateUp::Fused {
+        let mut parts = Linear::load_fused(source, &[gate, up], h, &[i, i], bias, device)?;
+        let gate_up = match (parts.pop(), parts.pop()) {
+            (Some(gate_up), None) => GateUp::Fused {
                 gate_up,
                 intermediate: i,
             },
-            None => GateUp::Split {
-                gate: Linear::load(source, &gate, h, i, bias, device)?,
-                up: Linear::load(source, &up, h, i, bias, device)?,
-            },
+            (Some(up), Some(gate)) => GateUp::Split { gate, up },
+            _ => unreachable!("load_fused gives one Linear or one per name"),
         };
         Ok(Self {
             gate_up,

@@ -11,6 +11,7 @@ mod rope;
 
 pub use attention::{AttentionSpec, SelfAttention};
 pub use cache::{KvCache, LayerCache};
+pub(crate) use kernels::argmax_rows;
 pub use kernels::device_memory;
 pub use linear::{Linear, LinearFormat};
 pub use mlp::{Activation, GatedMlp};

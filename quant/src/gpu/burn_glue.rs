@@ -9,6 +9,7 @@ use burn::tensor::{DType, Int, Shape, Tensor, TensorPrimitive};
 use burn_cubecl::CubeRuntime;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
+use cubecl::prelude::ComputeClient;
 use cubecl::server::Handle;
 
 use super::{DeviceAbsmax, DeviceDense, DeviceInt8, DeviceQuant4, MAX_GEMV_ROWS, check_dtype};
@@ -87,24 +88,14 @@ pub(crate) fn linear4bit_forward<B: Backend, const D: usize>(
     Err(x)
 }
 
-fn linear4bit_on<B: Backend, R: CubeRuntime, const D: usize>(
+/// The layer's device buffers as a [`DeviceQuant4`], with their client and device.
+fn device_quant4<B: Backend, R: CubeRuntime>(
     layer: &Linear4bit<B>,
-    x: Tensor<B, D>,
-) -> Option<Tensor<B, D>> {
+) -> Option<(DeviceQuant4, ComputeClient<R>, R::Device)> {
     let meta = &layer.meta;
-    let dims = x.dims();
-    let tokens: usize = dims[..D - 1].iter().product();
-    let (n, k) = (meta.out_features, meta.in_features);
-    if tokens == 0 || n == 0 || k == 0 || dims[D - 1] != k {
-        return None;
-    }
-    let in_dtype = x.dtype();
-    let compute = meta.compute_dtype;
-
     let packed = int_cube::<B, R, 1>(layer.packed.clone())?;
     let client = packed.client.clone();
     let device = packed.device.clone();
-    check_dtype(&client, compute).ok()?;
     let absmax = match (
         &layer.absmax_codes,
         &layer.nested_absmax,
@@ -124,8 +115,57 @@ fn linear4bit_on<B: Backend, R: CubeRuntime, const D: usize>(
         code: f32_cube::<B, R, 1>(layer.code.clone())?.handle,
         quant_type: meta.quant_type,
         blocksize: meta.blocksize,
-        shape: vec![n, k],
+        shape: vec![meta.out_features, meta.in_features],
     };
+    Some((weight, client, device))
+}
+
+/// [`Linear4bit::absmax_f32`] by one kernel that computes nested ones as the GEMV does; `None`
+/// on other backends, `Some(Err)` when the kernel cannot run.
+pub(crate) fn linear4bit_absmax<B: Backend>(
+    layer: &Linear4bit<B>,
+) -> Option<crate::Result<Tensor<B, 1>>> {
+    #[cfg(feature = "cuda")]
+    if is_cube::<B, cubecl::cuda::CudaRuntime>() {
+        return linear4bit_absmax_on::<B, cubecl::cuda::CudaRuntime>(layer);
+    }
+    #[cfg(feature = "wgpu")]
+    if is_cube::<B, cubecl::wgpu::WgpuRuntime>() {
+        return linear4bit_absmax_on::<B, cubecl::wgpu::WgpuRuntime>(layer);
+    }
+    let _ = layer;
+    None
+}
+
+fn linear4bit_absmax_on<B: Backend, R: CubeRuntime>(
+    layer: &Linear4bit<B>,
+) -> Option<crate::Result<Tensor<B, 1>>> {
+    let (weight, client, device) = device_quant4::<B, R>(layer)?;
+    let blocks = weight.numel().div_ceil(weight.blocksize.max(1));
+    let handle = match weight.absmax_f32(&client) {
+        Ok(h) => h,
+        Err(e) => return Some(Err(e)),
+    };
+    let t = CubeTensor::new_contiguous(client, device, Shape::new([blocks]), handle, DType::F32);
+    to_tensor::<B, R, 1>(t).map(Ok)
+}
+
+fn linear4bit_on<B: Backend, R: CubeRuntime, const D: usize>(
+    layer: &Linear4bit<B>,
+    x: Tensor<B, D>,
+) -> Option<Tensor<B, D>> {
+    let meta = &layer.meta;
+    let dims = x.dims();
+    let tokens: usize = dims[..D - 1].iter().product();
+    let (n, k) = (meta.out_features, meta.in_features);
+    if tokens == 0 || n == 0 || k == 0 || dims[D - 1] != k {
+        return None;
+    }
+    let in_dtype = x.dtype();
+    let compute = meta.compute_dtype;
+
+    let (weight, client, device) = device_quant4::<B, R>(layer)?;
+    check_dtype(&client, compute).ok()?;
 
     let x2 = crate::nn::linear4bit_cast(x.reshape([tokens, k]), compute);
     let bias = layer

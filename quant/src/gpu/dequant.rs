@@ -122,3 +122,36 @@ pub(crate) fn dequant4_kernel<F: Float, NO: Size>(
         }
     }
 }
+
+/// `out[b]` = the f32 absmax of block `b` as [`block_scale`] computes it for the GEMV and
+/// dequantization kernels (nested ones `code[q] * nested + offset`, the same expression, so the
+/// same rounding), for `blocks` blocks.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn absmax_kernel(
+    absmax: &Array<f32>,
+    nested_codes: &Array<u32>,
+    nested_absmax: &Array<f32>,
+    nested_code: &Array<f32>,
+    code: &Array<f32>,
+    out: &mut Array<f32>,
+    blocks: u32,
+    offset: f32,
+    #[comptime] nested: bool,
+) {
+    let mut table = SharedMemory::<f32>::new(16usize);
+    let mut nested_table = SharedMemory::<f32>::new(if nested { 256usize } else { 1usize });
+    load_tables(code, nested_code, &mut table, &mut nested_table, nested);
+    let b = CUBE_POS * (CUBE_DIM as usize) + (UNIT_POS as usize);
+    if b < blocks as usize {
+        out[b] = block_scale(
+            b,
+            absmax,
+            nested_codes,
+            nested_absmax,
+            &nested_table,
+            offset,
+            nested,
+        );
+    }
+}

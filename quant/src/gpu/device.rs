@@ -3,7 +3,7 @@
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
-use super::dequant::{WORDS_PER_UNIT, dequant4_kernel};
+use super::dequant::{WORDS_PER_UNIT, absmax_kernel, dequant4_kernel};
 use super::gemv4::{CHUNK, gemv4_kernel};
 use super::{
     check_dtype, cube_count, planes_of_32, upload_f32, upload_padded, vector_width, with_float,
@@ -200,6 +200,43 @@ impl DeviceQuant4 {
                 *offset,
             ),
         }
+    }
+
+    /// The per-block absmax as a new f32 buffer, nested ones dequantized by the kernels' own
+    /// expression (so a layer given these as a plain absmax computes the same values).
+    pub fn absmax_f32<R: Runtime>(&self, client: &ComputeClient<R>) -> Result<Handle> {
+        check_blocksize(self.blocksize)?;
+        let blocks = self.numel().div_ceil(self.blocksize);
+        if blocks > u32::MAX as usize {
+            return Err(QuantError::Device(format!(
+                "{blocks} absmax blocks exceed the kernels' 32-bit indexing"
+            )));
+        }
+        let out = client.empty((blocks * 4).max(4));
+        if blocks == 0 {
+            return Ok(out);
+        }
+        let (absmax, ncodes, nabsmax, ncode, offset) = self.absmax_args();
+        let threads = 256usize;
+        // SAFETY: unit `b < blocks` reads block `b`'s absmax (or its code word and nested
+        // absmax) and writes `out[b]`; `out` holds `blocks` f32 values.
+        unsafe {
+            absmax_kernel::launch_unchecked::<R>(
+                client,
+                cube_count(client, blocks.div_ceil(threads)),
+                CubeDim::new_1d(threads as u32),
+                ArrayArg::from_raw_parts(absmax, 1),
+                ArrayArg::from_raw_parts(ncodes, 1),
+                ArrayArg::from_raw_parts(nabsmax, 1),
+                ArrayArg::from_raw_parts(ncode, 1),
+                ArrayArg::from_raw_parts(self.code.clone(), 16),
+                ArrayArg::from_raw_parts(out.clone(), blocks),
+                blocks as u32,
+                offset,
+                self.is_nested(),
+            );
+        }
+        Ok(out)
     }
 
     /// Dequantizes into a new buffer of `numel` elements of `dtype`: `code[q] * absmax` in f32,

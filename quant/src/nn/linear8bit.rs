@@ -80,6 +80,47 @@ impl<B: Backend> Linear8bitLt<B> {
         })
     }
 
+    /// The layers' outputs side by side as one layer (Q/K/V, gate/up). Exact: the weight is
+    /// quantized per row and the outlier columns are chosen from the shared input. The parts
+    /// must share the input size and threshold and all have a bias or none.
+    pub fn concat_rows(parts: &[Self]) -> Result<Self> {
+        let Some(first) = parts.first() else {
+            return Err(QuantError::InvalidConfig("no layers to concatenate".into()));
+        };
+        let m = first.meta.clone();
+        for (i, p) in parts.iter().enumerate() {
+            let pm = &p.meta;
+            if pm.in_features != m.in_features
+                || pm.threshold != m.threshold
+                || p.bias.is_some() != first.bias.is_some()
+            {
+                return Err(QuantError::InvalidConfig(format!(
+                    "cannot concatenate int8 layer {i} ([{}, {}], threshold {}): input size, \
+                     threshold or bias differ from the first layer's",
+                    pm.out_features, pm.in_features, pm.threshold
+                )));
+            }
+        }
+        let bias = if first.bias.is_some() {
+            let b = parts
+                .iter()
+                .filter_map(|p| p.bias.as_ref().map(|b| b.val()))
+                .collect();
+            Some(Param::from_tensor(Tensor::cat(b, 0)))
+        } else {
+            None
+        };
+        Ok(Linear8bitLt {
+            weight: Tensor::cat(parts.iter().map(|p| p.weight.clone()).collect(), 0),
+            scb: Tensor::cat(parts.iter().map(|p| p.scb.clone()).collect(), 0),
+            bias,
+            meta: Linear8bitMeta {
+                out_features: parts.iter().map(|p| p.meta.out_features).sum(),
+                ..m
+            },
+        })
+    }
+
     /// Quantizes a `[out, in]` weight held in a tensor as bnb's `Int8Params` does (cast to f16,
     /// row-wise int8). On burn's CUDA and wgpu backends the weight never leaves the device (the
     /// bytes are bit-identical to the CPU codec's); elsewhere it is read back and quantized on

@@ -177,6 +177,13 @@ pub(super) fn gated<B: Backend, R: CubeRuntime, const D: usize>(
     burn::<B, R, D>(out)
 }
 
+/// See [`super::argmax_rows()`].
+pub(super) fn argmax_rows<B: Backend, R: CubeRuntime, const D: usize>(
+    logits: &Tensor<B, D>,
+) -> Option<Result<Vec<(u32, bool)>, String>> {
+    super::argmax::argmax_rows(cube::<B, R, D>(logits)?)
+}
+
 /// The dtypes the kernels compute in.
 pub(super) fn is_float(dtype: DType) -> bool {
     matches!(dtype, DType::F32 | DType::F16 | DType::BF16)

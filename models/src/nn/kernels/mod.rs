@@ -23,6 +23,8 @@
 //!   by `up` and rounded. GELU-tanh as `x * sigmoid(2u)`, which equals
 //!   `0.5 x (1 + tanh(u))` and does not cancel for negative `x`.
 
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+mod argmax;
 #[cfg(all(test, feature = "cuda"))]
 mod cuda_source;
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
@@ -156,6 +158,17 @@ pub(crate) fn gated<B: Backend, const D: usize>(
     Err((gate, up))
 }
 
+/// Each row's (last dimension's) index of its first largest value, as `argmax`, and whether
+/// the row holds a NaN, in one launch and one read of `2 * rows` words: greedy decoding's
+/// choice. `None` where the kernel does not run; `Some(Err)` when the device could not be read.
+pub(crate) fn argmax_rows<B: Backend, const D: usize>(
+    logits: &Tensor<B, D>,
+) -> Option<Result<Vec<(u32, bool)>, String>> {
+    on_cube_runtime!(B, R => glue::argmax_rows::<B, R, D>(logits));
+    let _ = logits;
+    None
+}
+
 #[cfg(test)]
 mod cpu_tests {
     use burn::backend::NdArray;
@@ -174,5 +187,6 @@ mod cpu_tests {
         let q = Tensor::<NdArray, 4>::ones([1, 2, 3, 8], &device);
         let table = Tensor::<NdArray, 4>::ones([1, 1, 3, 8], &device);
         assert!(super::rope(q, &table, &table).is_err());
+        assert!(super::argmax_rows(&table).is_none());
     }
 }

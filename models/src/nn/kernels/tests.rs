@@ -55,8 +55,12 @@ fn dtypes() -> Vec<DType> {
     dtypes
 }
 
+/// Uploaded flat and reshaped, as the models upload weights: burn-cuda uploads a matrix as a
+/// pitched copy (rows padded apart), which the kernels' contiguity checks would refuse.
 fn tensor<const D: usize>(v: &[f32], shape: [usize; D], dtype: DType) -> Tensor<W, D> {
-    let t = Tensor::<W, D>::from_data(TensorData::new(v.to_vec(), shape), &Default::default());
+    let n = v.len();
+    let t = Tensor::<W, 1>::from_data(TensorData::new(v.to_vec(), [n]), &Default::default())
+        .reshape(shape);
     if dtype == DType::F32 {
         t
     } else {
@@ -440,5 +444,61 @@ fn gated_activation_is_finite_at_the_extremes() {
                 );
             }
         }
+    }
+}
+
+/// The first index of the largest value and whether a NaN is present, on the host.
+fn argmax_reference(row: &[f32]) -> (u32, bool) {
+    let nan = row.iter().any(|v| v.is_nan());
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    (best as u32, nan)
+}
+
+#[test]
+#[cfg_attr(not(feature = "wgpu"), ignore = "needs a CUDA device")]
+fn argmax_rows_matches_a_host_argmax() {
+    let mut rng = Rng(0x5eed_0008);
+    for dtype in dtypes() {
+        // Odd and vector-friendly widths, more elements than units and fewer.
+        for (rows, cols) in [(1, 7), (3, 1003), (2, 4096), (4, 49_159), (1, 128_256)] {
+            let mut v = rng.vec(rows * cols, 8.0);
+            // Ties: the row's maximum again, later in the row (the first must win).
+            for r in 0..rows {
+                let row = &mut v[r * cols..(r + 1) * cols];
+                let at = (r * 31 + 5) % cols;
+                row[at] = 9.0;
+                row[cols - 1] = 9.0;
+            }
+            let t = tensor(&v, [rows, 1, cols], dtype);
+            let host = values(t.clone());
+            let got = super::argmax_rows(&t).expect("no kernel").unwrap();
+            let want: Vec<(u32, bool)> = host.chunks(cols).map(argmax_reference).collect();
+            assert_eq!(got, want, "{dtype:?} {rows}x{cols}");
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(not(feature = "wgpu"), ignore = "needs a CUDA device")]
+fn argmax_rows_flags_nan_and_reads_views() {
+    let inf = f32::NEG_INFINITY;
+    for dtype in dtypes() {
+        // Row 0: a NaN; row 1: all -inf (argmax 0, as torch); row 2: a plain row.
+        let mut v = vec![0.5f32; 3 * 300];
+        v[17] = f32::NAN;
+        v[300..600].fill(inf);
+        v[600 + 250] = 2.0;
+        let t = tensor(&v, [3, 300], dtype);
+        let got = super::argmax_rows(&t).expect("no kernel").unwrap();
+        assert_eq!(got, vec![(0, true), (0, false), (250, false)], "{dtype:?}");
+        // A slice of each row (strided, offset): indices count from the slice's start.
+        let view = t.narrow(1, 200, 100);
+        let got = super::argmax_rows(&view).expect("no kernel").unwrap();
+        assert_eq!(got, vec![(0, false), (0, false), (50, false)], "{dtype:?}");
     }
 }
