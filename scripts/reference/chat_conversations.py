@@ -237,6 +237,27 @@ LOOKUP_CALL = {"role": "assistant", "content": "  Calling…  ", "tool_calls": [
 ]}
 LOOKUP_RESULT = {"role": "tool", "tool_call_id": "c1", "name": "lookup", "content": "  \u3000result\t\n"}
 
+# Schemas templates must cope with: no `parameters`, no descriptions, no `required`, arrays
+# nested twelve deep (Hermes' and Command-R's type macros recurse on them), maps of arrays and
+# nullable unions; and a tool with a Korean name.
+NO_PARAMETERS_KEY = {"type": "function", "function": {"name": "noparams", "description": "No parameters key."}}
+NO_DESCRIPTIONS = {"type": "function", "function": {
+    "name": "nodesc", "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}}
+NO_REQUIRED = {"type": "function", "function": {"name": "noreq", "description": "d", "parameters": {
+    "type": "object", "properties": {"x": {"type": "string", "description": "x"}}}}}
+DEEP_ARRAY = {"type": "string", "description": "leaf"}
+for _level in range(12):
+    DEEP_ARRAY = {"type": "array", "items": DEEP_ARRAY, "description": f"level {_level}"}
+DEEP_TOOL = {"type": "function", "function": {"name": "deep", "description": "Deep.", "parameters": {
+    "type": "object", "properties": {"d": DEEP_ARRAY}, "required": ["d"]}}}
+MAP_TOOL = {"type": "function", "function": {"name": "addl", "description": "A.", "parameters": {
+    "type": "object", "properties": {
+        "m": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "integer"}},
+              "description": "Map."},
+        "u": {"type": ["integer", "string", "null"], "description": "U."}}, "required": ["m"]}}}
+KOREAN_NAMED_TOOL = {"type": "function", "function": {"name": "날씨", "description": "한글 함수", "parameters": {
+    "type": "object", "properties": {"도시": {"type": "string", "description": "도시"}}, "required": ["도시"]}}}
+
 
 def search_call(args, cid="abcdefghi", name="search_docs"):
     return [{"role": "assistant", "content": None,
@@ -353,6 +374,27 @@ CASES = {
                                                           "```python\nprint('안녕')\n```\n\n\n"},
                              KO_USER, {"role": "assistant", "content": "| a | b |\n|---|---|\n| 1 | 2 |"},
                              {"role": "user", "content": "{{ not a template }} {% raw %}"}]),
+    # Third round: schemas without the usual keys, deep and map types, odd calls and text.
+    "tool_schema_gaps": case([{"role": "user", "content": "도와줘"}],
+                             tools=[NO_PARAMETERS_KEY, NO_DESCRIPTIONS, NO_REQUIRED]),
+    "deep_array_tool": case([{"role": "user", "content": "도와줘"}], tools=[DEEP_TOOL]),
+    "map_tool_call": case([{"role": "user", "content": "도와줘"}, *search_call(
+        {"m": {"a": [1, 2]}, "u": None}, cid="id0000001", name="addl")], tools=[MAP_TOOL]),
+    "list_arguments": case([{"role": "user", "content": "도와줘"}, *search_call([1, "a"], cid="id0000001",
+                                                                             name="noreq")], tools=[NO_REQUIRED]),
+    "integer_call_id": case([{"role": "user", "content": "도와줘"}, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": 12345, "type": "function", "function": {"name": "noreq", "arguments": {"x": "1"}}}]},
+        {"role": "tool", "tool_call_id": 12345, "content": "ok"}], tools=[NO_REQUIRED]),
+    "korean_tool_name": case([{"role": "user", "content": "도와줘"}, *search_call({"도시": "서울"}, cid="id0000001",
+                                                                              name="날씨")], tools=[KOREAN_NAMED_TOOL]),
+    "content_parts_with_calls": case([{"role": "user", "content": "도와줘"}, {"role": "assistant", "content": [
+        {"type": "text", "text": "부를게요"}], "tool_calls": [
+        {"id": "id0000002", "type": "function", "function": {"name": "noreq", "arguments": {"x": "y"}}}]},
+        {"role": "tool", "tool_call_id": "id0000002", "content": "ok"}], tools=[NO_REQUIRED]),
+    "two_systems": case([KO_SYSTEM, {"role": "system", "content": "Second system."}, KO_USER]),
+    "newlines_around": case([{"role": "system", "content": "\n\n  sys  \n\n"}, {"role": "user", "content": "\n\nq\n\n"},
+                             {"role": "assistant", "content": "\n\na\n\n"}, {"role": "user", "content": "\tq2\t"}]),
+    "case_mapping_text": case([{"role": "user", "content": "👨‍👩‍👧‍👦 é ﬁ İ ß ς Σ ǅ \u0301e"}]),
 }
 
 # Templates whose full expected texts are stored (the tool-use templates this suite was made for).
