@@ -188,6 +188,7 @@ pub(crate) fn new_environment() -> Environment<'static> {
     // `~` and, where `Markup` is made, `+` are rewritten to call these (see `operators`).
     env.add_function(crate::operators::CAT, crate::operators::cat);
     env.add_function(crate::operators::ADD, crate::operators::add);
+    env.add_filter(crate::operators::STR, crate::operators::strict_str);
     // Namespace assignments are rewritten to pass through this (see `namespace`).
     env.add_function(NS_GUARD, ns_value);
     env.add_filter(NS_GUARD, ns_value);
