@@ -188,6 +188,7 @@ pub(crate) fn new_environment() -> Environment<'static> {
     // `~` and, where `Markup` is made, `+` are rewritten to call these (see `operators`).
     env.add_function(crate::operators::CAT, crate::operators::cat);
     env.add_function(crate::operators::ADD, crate::operators::add);
+    env.add_filter(crate::operators::STR, crate::operators::strict_str);
     // Namespace assignments are rewritten to pass through this (see `namespace`).
     env.add_function(NS_GUARD, ns_value);
     env.add_filter(NS_GUARD, ns_value);
@@ -356,6 +357,56 @@ fn python_method(
                 )),
             }
         }
+        // minijinja-contrib's versions of these use Rust's whitespace, which lacks the
+        // separators U+001C..U+001F that Python's `str.isspace()` counts.
+        (ValueKind::String, "strip" | "lstrip" | "rstrip") if no_chars(args) => {
+            let s = value.as_str().unwrap_or_default();
+            let kept = match method {
+                "strip" => s.trim_matches(python::is_py_space),
+                "lstrip" => s.trim_start_matches(python::is_py_space),
+                _ => s.trim_end_matches(python::is_py_space),
+            };
+            Ok(if kept.len() == s.len() {
+                value.clone()
+            } else if value.is_safe() {
+                Value::from_safe_string(kept.to_owned())
+            } else {
+                Value::from(kept)
+            })
+        }
+        (ValueKind::String, "split") => {
+            let s = value.as_str().unwrap_or_default();
+            let sep = args.first().filter(|v| !v.is_none());
+            let maxsplit = match args.get(1) {
+                Some(v) => i64::try_from(v.clone())?,
+                None => -1,
+            };
+            match sep {
+                None => Ok(Value::from(split_whitespace(s, maxsplit))),
+                Some(sep) if sep.as_str() == Some("") => Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    "str.split(): empty separator",
+                )),
+                Some(_) => {
+                    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+                }
+            }
+        }
+        (ValueKind::String, "isspace") if args.is_empty() => {
+            let s = value.as_str().unwrap_or_default();
+            Ok(Value::from(
+                !s.is_empty() && s.chars().all(python::is_py_space),
+            ))
+        }
+        (ValueKind::String, "splitlines") if args.is_empty() => {
+            let s = value.as_str().unwrap_or_default();
+            let mut lines = crate::filters::splitlines(s);
+            // `splitlines` of `s + "\n"` ends with the part after the last boundary.
+            if lines.last().is_some_and(|l| l.is_empty()) {
+                lines.pop();
+            }
+            Ok(Value::from_iter(lines.into_iter().map(Value::from)))
+        }
         (ValueKind::String, "rsplit") => {
             let s = value.as_str().unwrap_or_default();
             let sep = args.first().filter(|v| !v.is_none()).map(|v| v.to_string());
@@ -403,6 +454,40 @@ fn format_padding(spec: &str) -> usize {
         }
     }
     total.saturating_add(number)
+}
+
+/// Whether a `strip`-like method was called without characters to strip (or with `None`).
+fn no_chars(args: &[Value]) -> bool {
+    match args {
+        [] => true,
+        [chars] => chars.is_none(),
+        _ => false,
+    }
+}
+
+/// Python's `str.split(None, maxsplit)`: runs of whitespace (`str.isspace()`) separate words,
+/// and the words after `maxsplit` splits are one, with their leading whitespace dropped.
+fn split_whitespace(s: &str, maxsplit: i64) -> Vec<String> {
+    let limit = usize::try_from(maxsplit).ok();
+    let mut parts = Vec::new();
+    let mut rest = s.trim_start_matches(python::is_py_space);
+    while !rest.is_empty() {
+        if limit.is_some_and(|n| parts.len() == n) {
+            parts.push(rest.to_owned());
+            break;
+        }
+        match rest.find(python::is_py_space) {
+            Some(i) => {
+                parts.push(rest[..i].to_owned());
+                rest = rest[i..].trim_start_matches(python::is_py_space);
+            }
+            None => {
+                parts.push(rest.to_owned());
+                break;
+            }
+        }
+    }
+    parts
 }
 
 /// Python's `str.rsplit(sep, maxsplit)`.

@@ -125,7 +125,7 @@ pub(crate) fn py_type_name(value: &Value) -> &'static str {
 
 /// Python's `(s + "\n").splitlines()`: the lines of `s` split at every Python line boundary,
 /// with a final empty line when `s` ends with one (and `[""]` for an empty `s`).
-fn splitlines(s: &str) -> Vec<&str> {
+pub(crate) fn splitlines(s: &str) -> Vec<&str> {
     let mut lines = Vec::new();
     let mut start = 0;
     let mut chars = s.char_indices().peekable();

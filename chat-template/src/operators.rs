@@ -8,6 +8,12 @@
 //! `forceescape`, `a + b` into `__kiln_add(a , b)`, which follows `Markup`'s `__add__` and
 //! `__radd__`. The operands are found with minijinja's own parser; text is only inserted or
 //! replaced inside a line, so errors keep their line numbers.
+//!
+//! In templates that make no `Markup`, a printed chain of `+` that starts with a string literal
+//! (`{{ '<|start|>' + m.role + '\n' + m.content | trim }}`) is printed operand by operand
+//! instead (`{{ '<|start|>' }}{{ m.role | __kiln_str }}...`): the same text without building
+//! the intermediate strings. Every operand after the first must be a `str` (jinja2's
+//! `str + x` is a `TypeError` otherwise), which `__kiln_str` checks.
 
 use minijinja::machinery::ast::{self, BinOpKind, CallArg, Expr, Stmt};
 use minijinja::machinery::parse;
@@ -24,6 +30,8 @@ use crate::value::seq_items;
 pub(crate) const CAT: &str = "__kiln_cat";
 /// The function `a + b` is rewritten to in templates that make `Markup`.
 pub(crate) const ADD: &str = "__kiln_add";
+/// The filter that checks an operand of a split `+` chain is a string.
+pub(crate) const STR: &str = "__kiln_str";
 
 /// Filters whose result is a jinja2 `Markup` with auto-escaping off.
 const MARKUP_FILTERS: [&str; 4] = ["safe", "e", "escape", "forceescape"];
@@ -71,8 +79,8 @@ struct Edit {
 /// when there is nothing to rewrite or the source does not parse (compiling it then reports the
 /// error).
 pub(crate) fn rewrite_operators(source: &str, syntax: SyntaxConfig) -> Option<String> {
-    // Markup filters and `~` both need a `|` or `~` in the source.
-    if !source.contains(['~', '|']) {
+    // Markup filters, `~` and `+` chains need a `|`, `~` or `+` in the source.
+    if !source.contains(['~', '|', '+']) {
         return None;
     }
     let tree = parse(source, "<rewrite>", syntax).ok()?;
@@ -163,7 +171,14 @@ impl<'a> Finder<'_, 'a> {
     fn stmt(&mut self, stmt: &'a Stmt<'a>, depth: i64) {
         match stmt {
             Stmt::Template(t) => self.stmts(&t.children, depth),
-            Stmt::EmitExpr(e) => self.expr(&e.expr, depth),
+            Stmt::EmitExpr(e) => {
+                self.expr(&e.expr, depth);
+                // A template that makes `Markup` keeps its `+` (rewritten or not) whole: the
+                // first pass may not know that yet, the second pass does.
+                if !self.markup {
+                    self.split_printed_adds(&e.expr);
+                }
+            }
             Stmt::EmitRaw(_) | Stmt::Continue(_) | Stmt::Break(_) => {}
             Stmt::ForLoop(f) => {
                 self.expr(&f.target, depth);
@@ -319,6 +334,55 @@ impl<'a> Finder<'_, 'a> {
         }
     }
 
+    /// `{{ 'lit' + a + b }}` becomes `{{ 'lit' }}{{ a|__kiln_str }}{{ b|__kiln_str }}` when the
+    /// chain's first operand is a string literal and only blanks surround each `+`.
+    fn split_printed_adds(&mut self, expr: &Expr<'_>) {
+        let mut operands = Vec::new();
+        let mut node = expr;
+        while let Expr::BinOp(b) = node {
+            if !matches!(b.op, BinOpKind::Add) {
+                break;
+            }
+            operands.push(&b.right);
+            node = &b.left;
+        }
+        let Expr::Const(first) = node else {
+            return;
+        };
+        if operands.is_empty() || first.value.kind() != ValueKind::String {
+            return;
+        }
+        operands.reverse();
+        let mut edits = Vec::with_capacity(operands.len() * 2);
+        let mut left_end = node.span().end_offset as usize;
+        for operand in operands {
+            let (start, end) = (expr_start(operand), operand.span().end_offset as usize);
+            let Some(gap) = self.source.get(left_end..start) else {
+                return;
+            };
+            if gap.trim() != "+" {
+                return; // brackets or comments between the operands
+            }
+            let op_at = left_end + gap.find('+').unwrap_or_default();
+            edits.push(Edit {
+                at: op_at,
+                rank: 0,
+                len: 1,
+                text: "}}{{",
+            });
+            if !surely_str(operand) {
+                edits.push(Edit {
+                    at: end,
+                    rank: i64::MAX,
+                    len: 0,
+                    text: "|__kiln_str",
+                });
+            }
+            left_end = end;
+        }
+        self.edits.extend(edits);
+    }
+
     /// `left op right` (spanning `whole`) becomes `name(left , right)`.
     fn binop(
         &mut self,
@@ -370,6 +434,22 @@ impl<'a> Finder<'_, 'a> {
     }
 }
 
+/// Where `expr` starts in the source: a filter's or test's span starts at its name, after the
+/// value it applies to.
+fn expr_start(expr: &Expr<'_>) -> usize {
+    let own = expr.span().start_offset as usize;
+    let inner = match expr {
+        Expr::Filter(f) => f.expr.as_ref().map(expr_start),
+        Expr::Test(t) => Some(expr_start(&t.expr)),
+        Expr::GetAttr(g) => Some(expr_start(&g.expr)),
+        Expr::GetItem(g) => Some(expr_start(&g.expr)),
+        Expr::Slice(s) => Some(expr_start(&s.expr)),
+        Expr::Call(c) => Some(expr_start(&c.expr)),
+        _ => None,
+    };
+    inner.map_or(own, |i| i.min(own))
+}
+
 /// Whether `expr` is a string whatever the inputs: a string literal, a string filter's result, a
 /// concatenation.
 fn surely_str(expr: &Expr<'_>) -> bool {
@@ -378,6 +458,21 @@ fn surely_str(expr: &Expr<'_>) -> bool {
         Expr::Filter(f) => STRING_FILTERS.contains(&f.name),
         Expr::BinOp(b) => matches!(b.op, BinOpKind::Concat),
         _ => false,
+    }
+}
+
+/// An operand of a split `+` chain: a string, as `str + x` needs in jinja2.
+pub(crate) fn strict_str(value: Value) -> Result<Value, Error> {
+    if value.kind() == ValueKind::String {
+        Ok(value)
+    } else {
+        Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "can only concatenate str (not \"{}\") to str",
+                py_type_name(&value)
+            ),
+        ))
     }
 }
 
@@ -522,6 +617,42 @@ mod tests {
         );
         assert_eq!(rewrite("{{ 'a' ~ (x | tojson) }}"), None);
         assert_eq!(rewrite("{{ a ~ }}"), None);
+    }
+
+    #[test]
+    fn printed_additions_from_a_string_literal_are_printed_one_by_one() {
+        assert_eq!(
+            rewrite("{{- '<' + m['role'] + '>\\n' + m.content | trim + '.' }}").unwrap(),
+            "{{- '<' }}{{ m['role']|__kiln_str }}{{ '>\\n' }}{{ m.content | trim }}{{ '.' }}"
+        );
+        // Not from a literal, brackets, not printed, or in a template that makes `Markup`.
+        assert_eq!(
+            rewrite("{{ a + 'b' }}{{ 'a' + (b + c) }}{% set x = 'a' + b %}"),
+            None
+        );
+        assert_eq!(rewrite("{{ 'a' + b }}{{ c|safe }}"), None);
+    }
+
+    #[test]
+    fn split_additions_render_like_concatenation() {
+        let mut env = crate::env::new_environment();
+        let src = "{{- 'a' + x + '-' + y|trim -}}";
+        env.add_template_owned("t", rewrite(src).unwrap()).unwrap();
+        let t = env.get_template("t").unwrap();
+        let ok = t
+            .render(minijinja::context! { x => "b", y => " c " })
+            .unwrap();
+        assert_eq!(ok, "ab-c");
+        // jinja2: `str + int` and `str + None` are TypeErrors.
+        for bad in [minijinja::Value::from(1), minijinja::Value::from(())] {
+            let err = t
+                .render(minijinja::context! { x => bad, y => "c" })
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("can only concatenate str"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -192,6 +192,33 @@ impl<'a> Parser<'a> {
         Ok(value)
     }
 
+    /// The JSON value that follows an opening marker and ends at `close`: a `close` inside a
+    /// JSON string does not end it. Returns the value, where its text starts, and what follows
+    /// `close` (nothing when generation stopped before it).
+    fn json_until(
+        &self,
+        after: &'a str,
+        close: &str,
+        what: &str,
+    ) -> Result<(Value, &'a str, &'a str)> {
+        let body = after.trim_start();
+        if body.starts_with(close) || strip_trailing_tokens(body).trim().is_empty() {
+            return Err(self.error(self.offset_of(body), format!("{what} is missing")));
+        }
+        let (value, tail) = self.json_value(body, what)?;
+        let tail = tail.trim_start();
+        if let Some(next) = tail.strip_prefix(close) {
+            Ok((value, body, next))
+        } else if strip_trailing_tokens(tail).trim().is_empty() {
+            Ok((value, body, ""))
+        } else {
+            Err(self.error(
+                self.offset_of(tail),
+                format!("unexpected text after the {what}: {}", snippet(tail)),
+            ))
+        }
+    }
+
     /// A call object: `name` under `name_key`, arguments under one of `args_keys` (`{}` when
     /// absent), and an optional id under `id_key`.
     fn call(
@@ -250,13 +277,9 @@ impl<'a> Parser<'a> {
         let mut rest = self.output;
         while let Some(i) = rest.find(OPEN) {
             content.push_str(&rest[..i]);
-            let after = &rest[i + OPEN.len()..];
             // A model stopped at `</tool_call>` (a stop string) leaves the last one open.
-            let (body, next) = match after.find(CLOSE) {
-                Some(j) => (&after[..j], &after[j + CLOSE.len()..]),
-                None => (strip_trailing_tokens(after), ""),
-            };
-            let value = self.json_only(body, "<tool_call> body")?;
+            let (value, body, next) =
+                self.json_until(&rest[i + OPEN.len()..], CLOSE, "<tool_call> body")?;
             calls.push(self.call(
                 value,
                 body,
@@ -402,33 +425,31 @@ impl<'a> Parser<'a> {
     }
 
     fn command_r(&self) -> Result<ParsedOutput> {
-        let (content, body, id_key) = if let Some(i) = self.output.find("<|START_ACTION|>") {
+        const WHAT: &str = "action list";
+        let (content, value, body, id_key) = if let Some(i) = self.output.find("<|START_ACTION|>") {
             let after = &self.output[i + "<|START_ACTION|>".len()..];
-            let body = match after.find("<|END_ACTION|>") {
-                Some(j) => &after[..j],
-                None => strip_trailing_tokens(after),
-            };
-            (&self.output[..i], body, Some("tool_call_id"))
+            let (value, body, _) = self.json_until(after, "<|END_ACTION|>", WHAT)?;
+            (&self.output[..i], value, body, Some("tool_call_id"))
         } else if let Some(i) = self.output.find("Action:") {
             let after = self.output[i + "Action:".len()..].trim_start();
-            let body = match after.strip_prefix("```") {
+            let (value, body) = match after.strip_prefix("```") {
                 Some(fenced) => {
                     let fenced = fenced.strip_prefix("json").unwrap_or(fenced);
-                    match fenced.find("```") {
-                        Some(j) => &fenced[..j],
-                        None => strip_trailing_tokens(fenced),
-                    }
+                    let (value, body, _) = self.json_until(fenced, "```", WHAT)?;
+                    (value, body)
                 }
-                None => strip_trailing_tokens(after),
+                None => {
+                    let body = strip_trailing_tokens(after);
+                    (self.json_only(body, WHAT)?, body)
+                }
             };
-            (&self.output[..i], body, None)
+            (&self.output[..i], value, body, None)
         } else {
             return Ok(ParsedOutput {
                 content: strip_trailing_tokens(self.output).trim().to_owned(),
                 tool_calls: Vec::new(),
             });
         };
-        let value = self.json_only(body, "action list")?;
         let Value::Array(items) = value else {
             return Err(self.error(self.offset_of(body), "the actions must be a JSON list"));
         };

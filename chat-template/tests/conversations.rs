@@ -1,5 +1,6 @@
 //! The real templates on longer conversations than `parity.rs` uses: Korean system prompts,
-//! multi-turn and plain chats, richer tool schemas, parallel tool calls and tool results.
+//! multi-turn and plain chats, richer tool schemas, parallel tool calls and tool results, Hermes'
+//! and the old Command-R's tool descriptions, whitespace only Python counts, reasoning fields.
 //! Expected renders: `testdata/chat-template/conversations.json`, made by
 //! `scripts/reference/chat_conversations.py` with transformers and jinja2 (the first 16 hex
 //! digits of each text's SHA-256 and its length, the full text for a few tool-use templates).
@@ -75,7 +76,7 @@ fn real_templates_render_conversations_like_transformers() {
         }
     }
     assert!(
-        rendered > 1000,
+        rendered > 3000,
         "only {rendered} rendered pairs in the fixture"
     );
     assert!(
@@ -102,6 +103,7 @@ fn typed_messages_with_tool_calls_render_like_transformers() {
     let now = fixture_now(&fixture["meta"]);
     let mut failures = Vec::new();
     let mut tool_turns = 0;
+    let mut untyped = 0;
     for name in TEMPLATES {
         let entry = &fixture["templates"][name];
         let template = template(name, entry);
@@ -111,10 +113,16 @@ fn typed_messages_with_tool_calls_render_like_transformers() {
                 continue;
             }
             let case = &fixture["cases"][case_name];
-            let messages: Vec<Message> = case_messages(case)
+            // Messages a typed `Message` cannot hold (a dict as content, a call without its
+            // `function` wrapper) are the dict renders' business only.
+            let Ok(messages) = case_messages(case)
                 .into_iter()
-                .map(|m| serde_json::from_value(m).expect("a fixture message is a Message"))
-                .collect();
+                .map(serde_json::from_value)
+                .collect::<Result<Vec<Message>, _>>()
+            else {
+                untyped += 1;
+                continue;
+            };
             tool_turns += messages
                 .iter()
                 .filter(|m| !m.tool_calls.is_empty() || m.role == "tool")
@@ -125,6 +133,10 @@ fn typed_messages_with_tool_calls_render_like_transformers() {
             }
         }
     }
-    assert!(tool_turns > 40, "only {tool_turns} tool turns rendered");
+    assert!(tool_turns > 100, "only {tool_turns} tool turns rendered");
+    assert!(
+        untyped <= 3 * TEMPLATES.len(),
+        "{untyped} cases skipped as untyped"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

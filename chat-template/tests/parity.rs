@@ -195,6 +195,10 @@ const KNOWN_FEATURE_DIFFERENCES: &[(&str, &str)] = &[
         "`str.format` conversions (`{!r}`) are not supported",
     ),
     (
+        "big_int",
+        "integers beyond 64 bits reach kiln as serde_json floats (`1.2345678901234568e+29`)",
+    ),
+    (
         "none_compare",
         "`tools == none` is false when tools are absent (kiln's absent `tools`/`documents` is a \
          non-iterable None so loops over it fail as in Python; `is none` is exact)",

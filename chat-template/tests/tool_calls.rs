@@ -89,6 +89,14 @@ fn hermes() {
         calls(Hermes, "<tool_call>\n{\"name\": \"now\"}\n"),
         [call("now", json!({}))]
     );
+    // A closing tag inside a JSON string does not end the call.
+    assert_eq!(
+        calls(
+            Hermes,
+            "<tool_call>{\"name\": \"echo\", \"arguments\": {\"s\": \"a</tool_call>b\"}}</tool_call>"
+        ),
+        [call("echo", json!({"s": "a</tool_call>b"}))]
+    );
     // No call: the text as it is.
     let plain = Hermes.parse("  The answer is 4. \n").unwrap();
     assert_eq!(
@@ -265,6 +273,25 @@ fn command_r() {
             Some("0".to_owned())
         )]
     );
+    // Closing markers inside JSON strings do not end the list.
+    assert_eq!(
+        calls(
+            CommandR,
+            "Action: ```json\n[{\"tool_name\": \"md\", \"parameters\": {\"code\": \"```py\\nx\\n```\"}}]\n```"
+        ),
+        [call("md", json!({"code": "```py\nx\n```"}))]
+    );
+    assert_eq!(
+        calls(
+            CommandR,
+            "<|START_ACTION|>[{\"tool_call_id\": \"1\", \"tool_name\": \"f\", \"parameters\": {\"s\": \"<|END_ACTION|>\"}}]<|END_ACTION|>"
+        ),
+        [(
+            "f".to_owned(),
+            json!({"s": "<|END_ACTION|>"}),
+            Some("1".to_owned())
+        )]
+    );
     assert!(
         CommandR
             .parse("Paris is sunny.")
@@ -373,6 +400,176 @@ fn calls_rendered_by_the_templates_parse_back() {
         }
     }
     assert!(checked >= 6, "only {checked} calls checked");
+}
+
+/// Tool calling as a chat does it, on the real templates: the conversation up to an assistant
+/// turn with calls is rendered with a generation prompt; what jinja2's render of the whole
+/// conversation has after that prompt, up to the end of the turn, is what the model would write.
+/// Parsed with the detected format it gives the calls of the conversation (names, arguments,
+/// ids), and the parsed message, put back in place of the original, renders the conversation as
+/// jinja2 did (its SHA-256 in the fixture).
+#[test]
+fn tool_calls_round_trip_through_the_templates() {
+    let fixture = fixture("conversations.json");
+    let special = special_tokens(&fixture["special_tokens"]);
+    let now = fixture_now(&fixture["meta"]);
+    // (template, its format, the text that ends an assistant turn with calls)
+    let templates = [
+        ("meta-llama-Llama-3.1-8B-Instruct", Llama3Json, "<|eot_id|>"),
+        (
+            "meta-llama-Llama-3.3-70B-Instruct",
+            Llama3Json,
+            "<|eot_id|>",
+        ),
+        (
+            "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use",
+            Hermes,
+            "<|im_end|>",
+        ),
+        (
+            "NousResearch-Hermes-3-Llama-3.1-8B-tool_use",
+            Hermes,
+            "<|im_end|>",
+        ),
+        ("Qwen-Qwen2.5-7B-Instruct", Hermes, "<|im_end|>"),
+        ("mistralai-Mistral-Nemo-Instruct-2407", Mistral, "</s>"),
+        ("Mistral-Small-3.2-24B-Instruct-2506", Mistral, "</s>"),
+    ];
+    let mut turns = std::collections::BTreeMap::new();
+    for (name, format, end) in templates {
+        let entry = &fixture["templates"][name];
+        let template = ChatTemplate::from_source(name, fixture_template_source(entry)).unwrap();
+        assert_eq!(ToolCallFormat::detect(&template), Some(format), "{name}");
+        for (case_name, expected) in entry["results"].as_object().expect("results") {
+            let Some(want_hash) = expected.get("sha256_16").and_then(Value::as_str) else {
+                continue; // jinja2 refused the conversation
+            };
+            // `tool_calls: []` is a key a typed message without calls does not write.
+            if case_name == "empty_tool_calls" {
+                continue;
+            }
+            let case = &fixture["cases"][case_name];
+            let Ok(messages) = case_messages(case)
+                .into_iter()
+                .map(serde_json::from_value)
+                .collect::<Result<Vec<Message>, _>>()
+            else {
+                continue;
+            };
+            let options = case_options(case, &special, now);
+            let full = template.apply(&messages, &options).unwrap().text;
+            assert_eq!(&sha256(&full)[..16], want_hash, "{name} / {case_name}");
+            for (i, original) in messages.iter().enumerate() {
+                if original.role != "assistant" || original.tool_calls.is_empty() {
+                    continue;
+                }
+                let mut prompt_options = options.clone();
+                prompt_options.add_generation_prompt = true;
+                prompt_options.continue_final_message = false;
+                let prompt = template
+                    .apply(&messages[..i], &prompt_options)
+                    .unwrap()
+                    .text;
+                let rest = match full.strip_prefix(prompt.as_str()) {
+                    Some(rest) => rest,
+                    // Mistral puts the tools before the last user turn, so an earlier prompt is
+                    // no prefix of the whole chat: the turn starts at its `[TOOL_CALLS]`, found
+                    // counting from the end the call turns (or the calls, for templates that
+                    // write one `[TOOL_CALLS]` per call).
+                    None if format == Mistral => {
+                        let calls = |ms: &[Message]| -> usize {
+                            ms.iter().map(|m| m.tool_calls.len()).sum()
+                        };
+                        let per_call = full.matches("[TOOL_CALLS]").count() == calls(&messages);
+                        let from_end = if per_call {
+                            calls(&messages[i..])
+                        } else {
+                            messages[i..]
+                                .iter()
+                                .filter(|m| !m.tool_calls.is_empty())
+                                .count()
+                        };
+                        let (at, _) = full
+                            .rmatch_indices("[TOOL_CALLS]")
+                            .nth(from_end - 1)
+                            .expect("the call turn is rendered");
+                        &full[at..]
+                    }
+                    None => panic!("{name} / {case_name}: the render does not extend the prompt"),
+                };
+                let output = &rest[..rest.find(end).expect("the turn ends") + end.len()];
+                let parsed = match format.parse(output) {
+                    Ok(parsed) => parsed,
+                    // Arguments that are a string of invalid JSON, printed as they are, are a
+                    // malformed call; any other refusal is a bug.
+                    Err(Error::ToolCall { .. })
+                        if original.tool_calls.iter().any(|c| {
+                            c.function.arguments.as_str().is_some_and(|s| {
+                                serde_json::from_str::<Value>(s).is_err() && output.contains(s)
+                            })
+                        }) =>
+                    {
+                        continue;
+                    }
+                    Err(e) => panic!("{name} / {case_name}: {e}\n{output}"),
+                };
+                assert_eq!(
+                    parsed.tool_calls.len(),
+                    original.tool_calls.len(),
+                    "{name} / {case_name}: {output}"
+                );
+                for (got, want) in parsed.tool_calls.iter().zip(&original.tool_calls) {
+                    assert_eq!(
+                        got.function.name, want.function.name,
+                        "{name} / {case_name}"
+                    );
+                    let json = |v: &Value| match v {
+                        Value::String(s) => serde_json::from_str(s).unwrap_or(v.clone()),
+                        other => other.clone(),
+                    };
+                    assert_eq!(
+                        json(&got.function.arguments),
+                        json(&want.function.arguments),
+                        "{name} / {case_name}: {output}"
+                    );
+                    if got.id.is_some() {
+                        assert_eq!(got.id, want.id, "{name} / {case_name}");
+                    }
+                }
+                // A call whose arguments were a JSON string comes back as an object: the same
+                // arguments, which a template may print with other spacing; the parsed text
+                // around calls is trimmed.
+                let text = original.text();
+                if original
+                    .tool_calls
+                    .iter()
+                    .any(|c| c.function.arguments.is_string())
+                    || text.trim() != text
+                {
+                    *turns.entry(name).or_insert(0) += 1;
+                    continue;
+                }
+                let mut replayed = messages.clone();
+                replayed[i] = parsed.into_message();
+                let again = template.apply(&replayed, &options).unwrap().text;
+                assert_eq!(
+                    &sha256(&again)[..16],
+                    want_hash,
+                    "{name} / {case_name}: with the parsed calls the render differs from \
+                     jinja2's:\n{again}"
+                );
+                *turns.entry(name).or_insert(0) += 1;
+            }
+        }
+    }
+    eprintln!("assistant turns with calls round-tripped: {turns:?}");
+    for (name, _, _) in templates {
+        let n = turns.get(name).copied().unwrap_or(0);
+        assert!(
+            n >= 5,
+            "{name}: only {n} assistant turns with calls round-tripped"
+        );
+    }
 }
 
 proptest! {

@@ -7,7 +7,7 @@ use kiln_chat_template::Message;
 use serde::de::DeserializeOwned;
 
 use crate::json::find_json;
-use crate::{Attempt, Error, GenerationParams, Generator, StopReason};
+use crate::{Attempt, Completion, Error, GenerationParams, Generator, StopReason, Tools};
 
 type Prompt<I> = Arc<dyn Fn(&I) -> Vec<Message> + Send + Sync>;
 type Parse<O> = Arc<dyn Fn(&str) -> Result<O, String> + Send + Sync>;
@@ -21,6 +21,13 @@ type Validate<O> = Arc<dyn Fn(&O) -> Result<(), String> + Send + Sync>;
 /// [`max_retries`](Self::max_retries) times: the model sees its reply and a
 /// user turn saying exactly what was wrong. When every attempt fails the step
 /// fails with [`Error::RetriesExhausted`], carrying all attempts.
+///
+/// A step given [`tools`](Self::tools) offers them to the model
+/// ([`Generator::generate_with_tools`]): while the model answers with tool calls, the calls
+/// (an assistant turn) and their results (`role: tool` turns) are appended to the step's
+/// conversation and the model is asked again, at most
+/// [`max_tool_rounds`](Self::max_tool_rounds) times; its first answer without calls is the reply
+/// the step parses.
 pub struct Step<I, O> {
     name: String,
     prompt: Prompt<I>,
@@ -29,6 +36,8 @@ pub struct Step<I, O> {
     json: bool,
     max_retries: usize,
     params: GenerationParams,
+    tools: Tools,
+    max_tool_rounds: usize,
 }
 
 impl<I, O> Clone for Step<I, O> {
@@ -41,6 +50,8 @@ impl<I, O> Clone for Step<I, O> {
             json: self.json,
             max_retries: self.max_retries,
             params: self.params.clone(),
+            tools: self.tools.clone(),
+            max_tool_rounds: self.max_tool_rounds,
         }
     }
 }
@@ -53,6 +64,8 @@ impl<I, O> fmt::Debug for Step<I, O> {
             .field("validated", &self.validate.is_some())
             .field("max_retries", &self.max_retries)
             .field("params", &self.params)
+            .field("tools", &self.tools)
+            .field("max_tool_rounds", &self.max_tool_rounds)
             .finish()
     }
 }
@@ -103,7 +116,21 @@ impl<I, O> Step<I, O> {
             json,
             max_retries: 2,
             params: GenerationParams::default(),
+            tools: Tools::new(),
+            max_tool_rounds: 8,
         }
+    }
+
+    /// Offers `tools` to the model in this step (see [`Step`]).
+    pub fn tools(mut self, tools: Tools) -> Self {
+        self.tools = tools;
+        self
+    }
+
+    /// Sets how many rounds of tool calls one attempt may take (default 8).
+    pub fn max_tool_rounds(mut self, n: usize) -> Self {
+        self.max_tool_rounds = n;
+        self
     }
 
     /// Sets how many times a rejected reply is retried (default 2; 0 means one attempt).
@@ -146,10 +173,18 @@ impl<I, O> Step<I, O> {
     ) -> Result<O, Error> {
         let mut messages = self.messages(input);
         let mut attempts = Vec::new();
+        let schemas = self.tools.schemas();
+        if !self.tools.is_empty() {
+            self.tools.names().map_err(|e| match e {
+                Error::InvalidConfig { reason, .. } => Error::InvalidConfig {
+                    strategy: "chain",
+                    reason: format!("step `{}`: {reason}", self.name),
+                },
+                other => other,
+            })?;
+        }
         for _ in 0..=self.max_retries {
-            let reply = generator
-                .generate(&messages, &self.params)
-                .map_err(|e| Error::generator(format!("chain step `{}`", self.name), e))?;
+            let reply = self.reply(generator, &mut messages, &schemas)?;
             let parsed = (self.parse)(&reply.text).and_then(|value| match &self.validate {
                 Some(check) => check(&value)
                     .map(|()| value)
@@ -182,6 +217,46 @@ impl<I, O> Step<I, O> {
         Err(Error::RetriesExhausted {
             step: self.name.clone(),
             attempts,
+        })
+    }
+
+    /// The model's next answer without tool calls; the calls before it, and their results,
+    /// are appended to `messages`.
+    fn reply(
+        &self,
+        generator: &dyn Generator,
+        messages: &mut Vec<Message>,
+        schemas: &[serde_json::Value],
+    ) -> Result<Completion, Error> {
+        let step = || format!("chain step `{}`", self.name);
+        if schemas.is_empty() {
+            return generator
+                .generate(messages, &self.params)
+                .map_err(|e| Error::generator(step(), e));
+        }
+        for _ in 0..=self.max_tool_rounds {
+            let reply = generator
+                .generate_with_tools(messages, schemas, &self.params)
+                .map_err(|e| Error::generator(step(), e))?;
+            if reply.tool_calls.is_empty() {
+                return Ok(reply);
+            }
+            let mut call = Message::assistant(reply.text);
+            if call.text().is_empty() {
+                call.content = None;
+            }
+            call.tool_calls = reply.tool_calls;
+            let results: Vec<Message> = call
+                .tool_calls
+                .iter()
+                .map(|c| self.tools.answer(c))
+                .collect();
+            messages.push(call);
+            messages.extend(results);
+        }
+        Err(Error::ToolRoundsExhausted {
+            step: self.name.clone(),
+            rounds: self.max_tool_rounds,
         })
     }
 

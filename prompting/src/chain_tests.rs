@@ -185,3 +185,169 @@ fn generator_failure_names_the_step() {
         "{err}"
     );
 }
+
+fn weather_tools(log: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) -> Tools {
+    Tools::new()
+        .add(
+            serde_json::json!({"type": "function", "function": {"name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}),
+            move |args| {
+                log.lock().unwrap().push(args.clone());
+                match args["city"].as_str() {
+                    Some(city) => Ok(format!("{{\"city\": \"{city}\", \"temperature\": 21}}")),
+                    None => Err("`city` is required".to_owned()),
+                }
+            },
+        )
+        .add(
+            serde_json::json!({"name": "fail", "parameters": {}}),
+            |_| Err("the service is down".to_owned()),
+        )
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+struct Weather {
+    city: String,
+    temperature: i64,
+}
+
+fn weather_step(tools: Tools) -> Step<String, Weather> {
+    Step::json("weather", |city: &String| {
+        vec![Message::user(format!("Weather in {city}? Answer as JSON."))]
+    })
+    .tools(tools)
+}
+
+#[test]
+fn tool_calls_are_answered_and_the_step_parses_the_final_reply() {
+    use kiln_chat_template::ToolCallFormat;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = ScriptedGenerator::new([
+        "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"서울\"}}\n</tool_call>\n<tool_call>{\"name\": \"nope\", \"arguments\": {}}</tool_call>",
+        "<tool_call>{\"name\": \"fail\", \"arguments\": \"{}\"}</tool_call><tool_call>{\"name\": \"get_weather\", \"arguments\": {}}</tool_call>",
+        "{\"city\": \"서울\", \"temperature\": 21}",
+    ])
+    .with_tool_format(ToolCallFormat::Hermes);
+    let (out, trace) = Chain::new(weather_step(weather_tools(log.clone())))
+        .run_traced(&g, "서울".to_owned())
+        .unwrap();
+    assert_eq!(
+        out,
+        Weather {
+            city: "서울".into(),
+            temperature: 21
+        }
+    );
+    // The handler saw typed arguments; the second call had none.
+    assert_eq!(
+        *log.lock().unwrap(),
+        [serde_json::json!({"city": "서울"}), serde_json::json!({})]
+    );
+    let calls = g.calls();
+    assert_eq!(calls.len(), 3);
+    assert!(
+        calls.iter().all(|c| c.tools.len() == 2),
+        "tools offered each round"
+    );
+    // Round 2 sees round 1's calls and their results, in order.
+    let sent = &calls[1].messages;
+    let roles: Vec<&str> = sent.iter().map(|m| m.role.as_str()).collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "tool"]);
+    assert_eq!(sent[1].text(), "Let me check.");
+    assert_eq!(sent[1].tool_calls.len(), 2);
+    assert_eq!(sent[2].name.as_deref(), Some("get_weather"));
+    assert_eq!(sent[2].tool_call_id, None, "Hermes calls carry no id");
+    assert_eq!(sent[2].text(), "{\"city\": \"서울\", \"temperature\": 21}");
+    assert_eq!(sent[3].text(), "error: there is no tool named `nope`");
+    // Round 3: a failing handler and bad arguments are told to the model.
+    let sent = &calls[2].messages;
+    assert_eq!(sent.len(), 7);
+    assert_eq!(sent[4].content, None, "a turn of calls only has no content");
+    assert_eq!(sent[5].text(), "error: the service is down");
+    assert_eq!(sent[6].text(), "error: `city` is required");
+    // The trace keeps the whole exchange.
+    assert_eq!(trace[0].messages.len(), 7);
+    assert_eq!(trace[0].reply, "{\"city\": \"서울\", \"temperature\": 21}");
+}
+
+#[test]
+fn a_model_that_keeps_calling_tools_is_stopped() {
+    use kiln_chat_template::ToolCallFormat;
+    let call = "[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"x\"}, \"id\": \"abcdefghi\"}]";
+    let g = ScriptedGenerator::new([call, call, call]).with_tool_format(ToolCallFormat::Mistral);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let err = Chain::new(weather_step(weather_tools(log)).max_tool_rounds(2))
+        .run(&g, "x".to_owned())
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ToolRoundsExhausted { step, rounds: 2 } if step == "weather"),
+        "{err}"
+    );
+    // Ids of Mistral calls go back with the results.
+    let sent = &g.calls()[1].messages;
+    assert_eq!(sent[2].tool_call_id.as_deref(), Some("abcdefghi"));
+    assert_eq!(g.calls().len(), 3);
+}
+
+#[test]
+fn tools_need_names_and_a_generator_that_offers_them() {
+    let g = ScriptedGenerator::new(["{}"]);
+    let unnamed = Tools::new().add(serde_json::json!({"type": "function"}), |_| {
+        Ok(String::new())
+    });
+    let err = Chain::new(weather_step(unnamed))
+        .run(&g, "x".to_owned())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("step `weather`: tool 0 has no function name"),
+        "{err}"
+    );
+    let twice = Tools::new()
+        .add(serde_json::json!({"name": "a"}), |_| Ok(String::new()))
+        .add(serde_json::json!({"name": "a"}), |_| Ok(String::new()));
+    let err = Chain::new(weather_step(twice))
+        .run(&g, "x".to_owned())
+        .unwrap_err();
+    assert!(err.to_string().contains("two tools are named `a`"), "{err}");
+    assert!(
+        g.calls().is_empty(),
+        "no model call with a broken tool list"
+    );
+
+    // A generator without tool support (the trait's default) fails the step clearly.
+    let plain = from_fn(|_: &[Message], _: &GenerationParams| {
+        Ok(Completion::new("{}", StopReason::EndOfSequence))
+    });
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let err = Chain::new(weather_step(weather_tools(log)))
+        .run(&plain, "x".to_owned())
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Generator { .. }) && err.to_string().contains("cannot offer tools"),
+        "{err}"
+    );
+    // The scripted generator without a tool format says so too.
+    let scripted = ScriptedGenerator::new(["{}"]);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let err = Chain::new(weather_step(weather_tools(log)))
+        .run(&scripted, "x".to_owned())
+        .unwrap_err();
+    assert!(err.to_string().contains("no tool format set"), "{err}");
+}
+
+#[test]
+fn a_malformed_call_fails_the_step_with_the_parser_error() {
+    use kiln_chat_template::ToolCallFormat;
+    let g = ScriptedGenerator::new(["<tool_call>{\"name\": </tool_call>"])
+        .with_tool_format(ToolCallFormat::Hermes);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let err = Chain::new(weather_step(weather_tools(log)))
+        .run(&g, "x".to_owned())
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Generator { .. })
+            && err.to_string().contains("malformed Hermes tool call"),
+        "{err}"
+    );
+}

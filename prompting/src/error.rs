@@ -46,6 +46,18 @@ pub enum Error {
         attempts: Vec<Attempt>,
     },
 
+    /// A chain step's model kept calling tools: no answer without calls after
+    /// [`max_tool_rounds`](crate::Step::max_tool_rounds) rounds.
+    #[error(
+        "chain step `{step}`: the model still called tools after {rounds} round(s) of tool calls"
+    )]
+    ToolRoundsExhausted {
+        /// The step's name.
+        step: String,
+        /// The rounds allowed.
+        rounds: usize,
+    },
+
     /// Even the smallest conversation a [`Conversation`](crate::Conversation)
     /// can send (system prompt and the latest user turn) exceeds its token budget.
     #[error(

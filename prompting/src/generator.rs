@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use kiln_chat_template::Message;
+use kiln_chat_template::{Message, ToolCall};
+use serde_json::Value;
 
 /// Turns a conversation into the model's next reply.
 ///
@@ -55,6 +56,30 @@ pub trait Generator {
         params: &GenerationParams,
     ) -> Result<Completion, GeneratorError>;
 
+    /// Generates the next assistant reply with `tools` (JSON schemas, as transformers'
+    /// `apply_chat_template(tools=...)` takes them) offered to the model: the implementation
+    /// renders them through its chat template and returns the calls the model wrote, parsed, in
+    /// [`Completion::tool_calls`] (and the text around them in [`Completion::text`]). The
+    /// results go back as `role: tool` messages in the next call.
+    ///
+    /// The default offers no tools: with an empty `tools` it is [`generate`](Self::generate),
+    /// otherwise an error saying the generator cannot offer tools.
+    fn generate_with_tools(
+        &self,
+        messages: &[Message],
+        tools: &[Value],
+        params: &GenerationParams,
+    ) -> Result<Completion, GeneratorError> {
+        if tools.is_empty() {
+            self.generate(messages, params)
+        } else {
+            Err(GeneratorError::new(
+                "this generator cannot offer tools to its model (it does not implement \
+                 `generate_with_tools`)",
+            ))
+        }
+    }
+
     /// Wraps this generator so that `policy` rewrites every conversation before
     /// it reaches the model (see [`RolePolicy`](crate::RolePolicy)).
     fn with_role_policy(self, policy: crate::RolePolicy) -> crate::WithRolePolicy<Self>
@@ -73,6 +98,15 @@ impl<G: Generator + ?Sized> Generator for &G {
     ) -> Result<Completion, GeneratorError> {
         (**self).generate(messages, params)
     }
+
+    fn generate_with_tools(
+        &self,
+        messages: &[Message],
+        tools: &[Value],
+        params: &GenerationParams,
+    ) -> Result<Completion, GeneratorError> {
+        (**self).generate_with_tools(messages, tools, params)
+    }
 }
 
 impl<G: Generator + ?Sized> Generator for Box<G> {
@@ -83,6 +117,15 @@ impl<G: Generator + ?Sized> Generator for Box<G> {
     ) -> Result<Completion, GeneratorError> {
         (**self).generate(messages, params)
     }
+
+    fn generate_with_tools(
+        &self,
+        messages: &[Message],
+        tools: &[Value],
+        params: &GenerationParams,
+    ) -> Result<Completion, GeneratorError> {
+        (**self).generate_with_tools(messages, tools, params)
+    }
 }
 
 impl<G: Generator + ?Sized> Generator for std::sync::Arc<G> {
@@ -92,6 +135,15 @@ impl<G: Generator + ?Sized> Generator for std::sync::Arc<G> {
         params: &GenerationParams,
     ) -> Result<Completion, GeneratorError> {
         (**self).generate(messages, params)
+    }
+
+    fn generate_with_tools(
+        &self,
+        messages: &[Message],
+        tools: &[Value],
+        params: &GenerationParams,
+    ) -> Result<Completion, GeneratorError> {
+        (**self).generate_with_tools(messages, tools, params)
     }
 }
 
@@ -222,13 +274,17 @@ impl GenerationParams {
 }
 
 /// A generated reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Completion {
-    /// The generated text, without the stop string that ended it.
+    /// The generated text, without the stop string that ended it (with tool calls: the text
+    /// around them).
     pub text: String,
     /// Why generation ended.
     pub stop: StopReason,
+    /// The tools the model called, parsed (only from
+    /// [`Generator::generate_with_tools`]).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl Completion {
@@ -237,7 +293,14 @@ impl Completion {
         Self {
             text: text.into(),
             stop,
+            tool_calls: Vec::new(),
         }
+    }
+
+    /// This completion with the model's tool calls.
+    pub fn with_tool_calls(mut self, calls: Vec<ToolCall>) -> Self {
+        self.tool_calls = calls;
+        self
     }
 }
 

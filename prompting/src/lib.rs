@@ -15,7 +15,7 @@
 //! | [`ChainOfThought`] | Kojima et al. 2022 (zero-shot), Wei et al. 2022 (few-shot) | [`Reasoned`] reasoning + answer |
 //! | [`GeneratedKnowledge`] | Liu et al. 2022 | [`KnowledgeAnswer`] |
 //! | [`SelfAsk`] | Press et al. 2022, with a pluggable follow-up answerer | [`SelfAskAnswer`] |
-//! | [`Chain`] | prompt chaining with typed JSON steps and bounded retries | any type |
+//! | [`Chain`] | prompt chaining with typed JSON steps and bounded retries; steps may call [`Tools`] | any type |
 //!
 //! ```
 //! use kiln_prompting::testing::ScriptedGenerator;
@@ -55,6 +55,7 @@ mod knowledge;
 mod policy;
 mod self_ask;
 mod text;
+mod tools;
 mod zero_shot;
 
 #[cfg(any(test, feature = "testing"))]
@@ -69,10 +70,11 @@ pub use generator::{
     Completion, FnGenerator, GenerationParams, Generator, GeneratorError, StopReason, from_fn,
 };
 pub use json::extract_json;
-pub use kiln_chat_template::Message;
+pub use kiln_chat_template::{Message, ToolCall};
 pub use knowledge::{Candidate, GeneratedKnowledge, Integration, KnowledgeAnswer, Sampling};
 pub use policy::{RolePolicy, SystemRole, WithRolePolicy};
 pub use self_ask::{FollowUp, SelfAsk, SelfAskAnswer, SelfAskExample};
+pub use tools::{TemplateGenerator, Tools};
 pub use zero_shot::ZeroShot;
 
 /// Runs the README's example as a doctest, so it cannot rot.

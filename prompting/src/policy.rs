@@ -363,6 +363,19 @@ impl<G: Generator> Generator for WithRolePolicy<G> {
             .map_err(GeneratorError::from_source)?;
         self.inner.generate(&shaped, params)
     }
+
+    fn generate_with_tools(
+        &self,
+        messages: &[Message],
+        tools: &[serde_json::Value],
+        params: &GenerationParams,
+    ) -> Result<Completion, GeneratorError> {
+        let shaped = self
+            .policy
+            .apply(messages)
+            .map_err(GeneratorError::from_source)?;
+        self.inner.generate_with_tools(&shaped, tools, params)
+    }
 }
 
 #[cfg(test)]

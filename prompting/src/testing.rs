@@ -4,7 +4,8 @@
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 
-use kiln_chat_template::Message;
+use kiln_chat_template::{Message, ToolCallFormat};
+use serde_json::Value;
 
 use crate::{Completion, GenerationParams, Generator, GeneratorError, StopReason};
 
@@ -17,6 +18,11 @@ use crate::{Completion, GenerationParams, Generator, GeneratorError, StopReason}
 /// [`StopReason::EndOfSequence`]. `max_new_tokens` is not emulated (there is no
 /// tokenizer here). A call after the script ran out fails with a
 /// [`GeneratorError`].
+///
+/// With [`with_tool_format`](Self::with_tool_format) it also plays a model that calls tools:
+/// [`Generator::generate_with_tools`] parses each scripted reply in that format (so a reply
+/// written as the model would write it, `<tool_call>{...}</tool_call>`, comes back as typed
+/// calls) and records the tools offered.
 ///
 /// ```
 /// use kiln_prompting::testing::ScriptedGenerator;
@@ -35,6 +41,7 @@ use crate::{Completion, GenerationParams, Generator, GeneratorError, StopReason}
 pub struct ScriptedGenerator {
     replies: Mutex<VecDeque<String>>,
     calls: Mutex<Vec<Call>>,
+    tool_format: Option<ToolCallFormat>,
 }
 
 /// One recorded call to a [`ScriptedGenerator`].
@@ -44,6 +51,8 @@ pub struct Call {
     pub messages: Vec<Message>,
     /// The parameters it sent them with.
     pub params: GenerationParams,
+    /// The tools offered (empty for [`Generator::generate`]).
+    pub tools: Vec<Value>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -61,7 +70,14 @@ impl ScriptedGenerator {
         Self {
             replies: Mutex::new(replies.into_iter().map(Into::into).collect()),
             calls: Mutex::new(Vec::new()),
+            tool_format: None,
         }
+    }
+
+    /// Parses the replies to [`Generator::generate_with_tools`] in `format`.
+    pub fn with_tool_format(mut self, format: ToolCallFormat) -> Self {
+        self.tool_format = Some(format);
+        self
     }
 
     /// Appends a reply to the end of the script.
@@ -86,10 +102,44 @@ impl Generator for ScriptedGenerator {
         messages: &[Message],
         params: &GenerationParams,
     ) -> Result<Completion, GeneratorError> {
+        self.next(messages, &[], params)
+    }
+
+    fn generate_with_tools(
+        &self,
+        messages: &[Message],
+        tools: &[Value],
+        params: &GenerationParams,
+    ) -> Result<Completion, GeneratorError> {
+        if tools.is_empty() {
+            return self.generate(messages, params);
+        }
+        let Some(format) = self.tool_format else {
+            return Err(GeneratorError::new(
+                "scripted generator: tools offered, but no tool format set (with_tool_format)",
+            ));
+        };
+        let reply = self.next(messages, tools, params)?;
+        let parsed = format
+            .parse(&reply.text)
+            .map_err(GeneratorError::from_source)?;
+        Ok(Completion::new(parsed.content, reply.stop).with_tool_calls(parsed.tool_calls))
+    }
+}
+
+impl ScriptedGenerator {
+    /// Records the call and plays the next reply, cut at the earliest stop string.
+    fn next(
+        &self,
+        messages: &[Message],
+        tools: &[Value],
+        params: &GenerationParams,
+    ) -> Result<Completion, GeneratorError> {
         let mut calls = lock(&self.calls);
         calls.push(Call {
             messages: messages.to_vec(),
             params: params.clone(),
+            tools: tools.to_vec(),
         });
         let reply = lock(&self.replies).pop_front().ok_or_else(|| {
             GeneratorError::new(format!(

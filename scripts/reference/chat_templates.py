@@ -261,6 +261,8 @@ FEATURES = {
     "is_in_dict": "{{ 'type' in tools[0] }} {{ 'x' not in tools[0] }} {{ tools[0].type is defined }} {{ tools[0].nope is defined }}",
     "dict_attr_method": "{{ tools[0].items is defined }}",
     "none_compare": "{{ tools == none }} {{ documents != none }} {{ none == none }}",
+    "str_methods_whitespace": "{{ ws.strip() }}|{{ ws.lstrip() }}|{{ ws.rstrip() }}|{{ ws.strip(none) }}|{{ ws.split() }}|{{ ws.split(none, 1) }}|{{ ws.splitlines() }}|{{ ws.isspace() }}|{{ ws[:2].isspace() }}|{{ ws | trim }}|{{ 'a,,b'.split(',') }}|{{ ''.splitlines() }}|{{ 'x\n\ny\n'.splitlines() }}",
+    "big_int": "{{ big }} {{ big | tojson }}",
     "string_escapes": "{{ 'tab\there' }}|{{ \"quote's\" }}|{{ 'nl\\n' }}|{{ [\"it's\", 'say \"hi\"', 'both \\' \"', 'é\u200b'] }}",
 }
 
@@ -269,7 +271,8 @@ FEATURE_CASE = {
     "add_generation_prompt": True,
     "tools": TOOLS,
     "extra": {"flag": True, "count": 3, "ratio": 0.1, "items": ["a", 1, None, 2.5], "obj": {"k": "v", "n": None},
-              "empty": "", "parts": [{"type": "text", "text": "hi"}, {"type": "image"}]},
+              "empty": "", "parts": [{"type": "text", "text": "hi"}, {"type": "image"}],
+              "ws": "\x1c\x1f a\u2028b \x85c\u3000d\x1e", "big": 123456789012345678901234567890},
 }
 
 # Cases tokenized with the real tokenizers.
