@@ -294,26 +294,27 @@ impl<B: Backend> Linear<B> {
 
     /// Quantized layers of one kind as one, where they can be joined.
     fn join_quantized(parts: &[Self]) -> Option<Self> {
+        /// Every part's layer when each is of the kind `pick` takes.
+        fn all<B: Backend, L: Clone>(
+            parts: &[Linear<B>],
+            pick: impl Fn(&Weight<B>) -> Option<&L>,
+        ) -> Option<Vec<L>> {
+            parts.iter().map(|p| pick(&p.weight).cloned()).collect()
+        }
         let weight = match parts.first().map(|p| &p.weight) {
             Some(Weight::FourBit(_)) => {
-                let layers: Option<Vec<_>> = parts
-                    .iter()
-                    .map(|p| match &p.weight {
-                        Weight::FourBit(l) => Some(l.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                Weight::FourBit(Linear4bit::concat_rows(&layers?).ok()?)
+                let layers = all(parts, |w| match w {
+                    Weight::FourBit(l) => Some(l),
+                    _ => None,
+                })?;
+                Weight::FourBit(Linear4bit::concat_rows(&layers).ok()?)
             }
             Some(Weight::Int8(_)) => {
-                let layers: Option<Vec<_>> = parts
-                    .iter()
-                    .map(|p| match &p.weight {
-                        Weight::Int8(l) => Some(l.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                Weight::Int8(Linear8bitLt::concat_rows(&layers?).ok()?)
+                let layers = all(parts, |w| match w {
+                    Weight::Int8(l) => Some(l),
+                    _ => None,
+                })?;
+                Weight::Int8(Linear8bitLt::concat_rows(&layers).ok()?)
             }
             _ => return None,
         };

@@ -257,15 +257,7 @@ impl<B: Backend> Linear4bit<B> {
             });
         }
         let out_features = parts.iter().map(|p| p.meta.out_features).sum();
-        let bias = if first.bias.is_some() {
-            let b = parts
-                .iter()
-                .filter_map(|p| p.bias.as_ref().map(|b| b.val()))
-                .collect();
-            Some(Param::from_tensor(Tensor::cat(b, 0)))
-        } else {
-            None
-        };
+        let bias = super::concat_bias(parts.iter().map(|p| p.bias.as_ref()));
         let code = first.code.clone();
         Ok(Linear4bit {
             packed: Tensor::cat(parts.iter().map(|p| p.packed.clone()).collect(), 0),

@@ -101,15 +101,7 @@ impl<B: Backend> Linear8bitLt<B> {
                 )));
             }
         }
-        let bias = if first.bias.is_some() {
-            let b = parts
-                .iter()
-                .filter_map(|p| p.bias.as_ref().map(|b| b.val()))
-                .collect();
-            Some(Param::from_tensor(Tensor::cat(b, 0)))
-        } else {
-            None
-        };
+        let bias = super::concat_bias(parts.iter().map(|p| p.bias.as_ref()));
         Ok(Linear8bitLt {
             weight: Tensor::cat(parts.iter().map(|p| p.weight.clone()).collect(), 0),
             scb: Tensor::cat(parts.iter().map(|p| p.scb.clone()).collect(), 0),

@@ -140,6 +140,19 @@ fn linear_weight_to_rows<B: Backend>(weight: &Tensor<B, 2>) -> Result<(Vec<f32>,
     Ok((rows, d_out, d_in))
 }
 
+/// The biases of layers joined side by side, one after the other (`None` when the first has
+/// none; the callers check that all have one or none).
+fn concat_bias<'a, B: Backend>(
+    mut biases: impl Iterator<Item = Option<&'a burn::module::Param<Tensor<B, 1>>>>,
+) -> Option<burn::module::Param<Tensor<B, 1>>> {
+    let first = biases.next()??.val();
+    let rest = biases.flatten().map(|b| b.val());
+    Some(burn::module::Param::from_tensor(Tensor::cat(
+        std::iter::once(first).chain(rest).collect(),
+        0,
+    )))
+}
+
 /// Reads `module.bias` from a checkpoint, if present, as an f32 tensor.
 fn read_bias<B: Backend>(
     checkpoint: &mut Checkpoint,
