@@ -321,7 +321,7 @@ impl<B: Backend> Linear<B> {
         Some(Self { weight })
     }
 
-    /// Dense float weights in the file, concatenated on the host and uploaded once; `Ok(None)`
+    /// Dense float weights in the file, stacked and uploaded once as one tensor; `Ok(None)`
     /// when one is not stored as floats or their dtypes differ.
     fn load_dense_concat(
         source: &mut dyn WeightSource,
@@ -353,15 +353,7 @@ impl<B: Backend> Linear<B> {
             return Ok(None);
         }
         let rows: usize = outs.iter().sum();
-        let mut bytes = Vec::with_capacity(parts.iter().map(|r| r.bytes.len()).sum());
-        for r in parts {
-            bytes.extend_from_slice(&r.bytes);
-        }
-        let raw = RawFloat {
-            shape: vec![rows, in_features],
-            dtype: stored,
-            bytes,
-        };
+        let raw = RawFloat::concat(parts, vec![rows, in_features]);
         let weight = raw.to_device([rows, in_features], dtype, device)?;
         let bias = if bias {
             let mut all = Vec::with_capacity(rows);

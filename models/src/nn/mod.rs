@@ -3,7 +3,7 @@
 
 mod attention;
 mod cache;
-mod kernels;
+pub(crate) mod kernels;
 mod linear;
 mod mlp;
 mod norm;

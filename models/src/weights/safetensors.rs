@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use kiln_quant::checkpoint::{HfTensor, LinearWeight, bnb_format};
 use kiln_quant::codec::FourBitType;
@@ -15,8 +16,10 @@ use crate::ModelError;
 /// One memory-mapped safetensors file.
 struct Shard {
     path: PathBuf,
-    file: std::fs::File,
-    map: Mmap,
+    file: Arc<std::fs::File>,
+    map: Arc<Mmap>,
+    /// `path`, shared by the tensors read lazily from this shard.
+    shared_path: Arc<Path>,
 }
 
 /// `model.safetensors`, or the shards listed by `model.safetensors.index.json`; the Linear
@@ -90,9 +93,10 @@ impl SafetensorsSource {
                 index.insert(name.to_owned(), i);
             }
             shards.push(Shard {
+                shared_path: Arc::from(file.as_path()),
                 path: file,
-                file: f,
-                map,
+                file: Arc::new(f),
+                map: Arc::new(map),
             });
         }
         let stored_quantization = read_quantization_config(path)?;
@@ -242,18 +246,16 @@ impl WeightSource for SafetensorsSource {
             Dtype::BF16 => FloatDtype::BF16,
             _ => return Ok(None),
         };
-        let start = std::time::Instant::now();
-        let bytes = read_bytes(shard, view.data());
-        tracing::debug!(
-            "read {name}: {} bytes in {:.2} ms",
-            bytes.len(),
-            start.elapsed().as_secs_f64() * 1e3
-        );
-        Ok(Some(RawFloat {
-            shape: view.shape().to_vec(),
+        let start = view.data().as_ptr() as usize - shard.map.as_ptr() as usize;
+        Ok(Some(RawFloat::mapped(
+            view.shape().to_vec(),
             dtype,
-            bytes,
-        }))
+            shard.shared_path.clone(),
+            shard.file.clone(),
+            shard.map.clone(),
+            start,
+            view.data().len(),
+        )))
     }
 
     fn host_tensor(&mut self, name: &str) -> Result<HostTensor, ModelError> {
@@ -298,22 +300,6 @@ impl WeightSource for SafetensorsSource {
             data,
         })
     }
-}
-
-/// The bytes of `data` (a slice of `shard`'s map) in a new vector: read from the file at their
-/// offset (one copy out of the page cache, ~2-3x faster than faulting the map in page by
-/// page), or copied from the map where that read fails.
-fn read_bytes(shard: &Shard, data: &[u8]) -> Vec<u8> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileExt;
-        let offset = data.as_ptr() as usize - shard.map.as_ptr() as usize;
-        let mut bytes = vec![0u8; data.len()];
-        if shard.file.read_exact_at(&mut bytes, offset as u64).is_ok() {
-            return bytes;
-        }
-    }
-    data.to_vec()
 }
 
 #[cfg(test)]

@@ -295,6 +295,8 @@ pub(crate) const QUANT8_UNITS: usize = 256;
 /// in f32, `round_half_even(x * scale)` as int8, four to a u32 word (little-endian), the row
 /// zero-padded to `row_words` words. A row of zeros quantizes to zeros; a row holding a NaN or
 /// an infinity gets a NaN scale.
+// `!(a <= max)` is also true for NaN, which is what it is for.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 #[cube(launch_unchecked)]
 pub(crate) fn quant8_kernel<F: Float>(
     input: &Array<F>,
@@ -333,7 +335,7 @@ pub(crate) fn quant8_kernel<F: Float>(
     sync_cube();
     #[unroll]
     for s in 0..8u32 {
-        let stride = (QUANT8_UNITS >> (s + 1)) as usize;
+        let stride = QUANT8_UNITS >> (s + 1);
         if unit < stride {
             partial[unit] = max(partial[unit], partial[unit + stride]);
             bad[unit] = bad[unit] | bad[unit + stride];

@@ -14,7 +14,7 @@ use cubecl::prelude::*;
 use crate::nn::Activation;
 
 /// Moves `v` into a `U` when `T` is `U`.
-fn same_type<T: 'static, U: 'static>(v: T) -> Option<U> {
+pub(super) fn same_type<T: 'static, U: 'static>(v: T) -> Option<U> {
     if TypeId::of::<T>() != TypeId::of::<U>() {
         return None;
     }

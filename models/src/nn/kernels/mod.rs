@@ -39,6 +39,8 @@ mod rope;
 mod rope_append;
 #[cfg(all(test, any(feature = "cuda", feature = "wgpu")))]
 mod tests;
+#[cfg(feature = "cuda")]
+mod upload;
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
@@ -68,6 +70,29 @@ pub fn device_memory<B: Backend>(device: &B::Device) -> Option<(u64, u64)> {
     on_cube_runtime!(B, R => glue::memory_usage::<B, R>(device));
     let _ = device;
     None
+}
+
+/// Writes the bytes from an offset on into a chunk (see [`upload`]).
+pub(crate) type Fill<'a> = dyn FnMut(usize, &mut [u8]) -> Result<(), crate::ModelError> + 'a;
+
+/// A 1-D tensor of `len` bytes of `dtype` on `device`, its bytes written by `fill(offset,
+/// chunk)` chunk after chunk straight into page-locked staging buffers and copied from there
+/// (CUDA; see `upload.rs`); `None` on other backends, where the caller uploads through burn.
+pub(crate) fn upload<B: Backend>(
+    len: usize,
+    dtype: burn::tensor::DType,
+    device: &B::Device,
+    fill: &mut Fill<'_>,
+) -> Option<Result<Tensor<B, 1>, crate::ModelError>> {
+    #[cfg(feature = "cuda")]
+    {
+        upload::upload::<B>(len, dtype, device, fill)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (len, dtype, device, fill);
+        None
+    }
 }
 
 /// RMSNorm of `x` over its last dimension with `weight` (`[dim]`, `x`'s dtype), in one launch;
