@@ -1237,9 +1237,24 @@ fn dense_variants<R: Runtime>(client: &ComputeClient<R>, n: usize) -> Vec<(Strin
                             depth,
                             max_cubes: 0,
                             split_k,
+                            tensor_cores: None,
                         },
                     ));
                 }
+            }
+        }
+    }
+    // The tensor-core kernel: planes per cube, blocks in flight, split-K.
+    for planes in [4usize, 8] {
+        for depth in [1usize, 2, 4] {
+            for split_k in [1usize, 2, 4] {
+                let mut config = DenseConfig::default_for(client, 2, n);
+                config.tensor_cores = Some(gpu::MmaLaunch {
+                    planes,
+                    depth,
+                    split_k,
+                });
+                v.push((format!("mma-d{depth}-p{planes}-s{split_k}"), config));
             }
         }
     }

@@ -12,7 +12,7 @@ use burn::tensor::{DType, FloatDType, Tensor, TensorData};
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 use kiln_quant::codec::FloatDtype;
-use kiln_quant::gpu::{self, DenseConfig, DeviceDense, MAX_GEMV_ROWS};
+use kiln_quant::gpu::{self, DenseConfig, DeviceDense, MAX_GEMV_ROWS, MmaLaunch};
 use kiln_quant::nn::dense_linear;
 
 /// A small xorshift generator; the seed is printed so that a failure can be replayed with
@@ -136,7 +136,8 @@ fn cases() -> Vec<(usize, usize, usize, bool)> {
 }
 
 /// Launch parameters besides the default: split-K, several rows per plane, a capped grid,
-/// 1 to 3 vectors in flight; the plane reduction where the device has planes of 32.
+/// 1 to 3 vectors in flight, the tensor-core kernel; the plane reduction where the device has
+/// planes of 32.
 fn configs<R: Runtime>(client: &ComputeClient<R>) -> Vec<DenseConfig> {
     let mut c = vec![
         DenseConfig {
@@ -146,6 +147,7 @@ fn configs<R: Runtime>(client: &ComputeClient<R>) -> Vec<DenseConfig> {
             depth: 3,
             max_cubes: 0,
             split_k: 2,
+            tensor_cores: None,
         },
         DenseConfig {
             rows_per_plane: 1,
@@ -154,6 +156,7 @@ fn configs<R: Runtime>(client: &ComputeClient<R>) -> Vec<DenseConfig> {
             depth: 1,
             max_cubes: 3,
             split_k: 4,
+            tensor_cores: None,
         },
         DenseConfig {
             rows_per_plane: 3,
@@ -162,8 +165,20 @@ fn configs<R: Runtime>(client: &ComputeClient<R>) -> Vec<DenseConfig> {
             depth: 2,
             max_cubes: 0,
             split_k: 1,
+            tensor_cores: None,
         },
     ];
+    // The tensor-core kernel where it applies (CUDA, f16/bf16, `in` a multiple of 64): split-K
+    // 2 and 4, one plane per cube, 1 to 4 blocks in flight; elsewhere the fields above.
+    for (i, (planes, depth, split_k)) in [(2, 1, 2), (8, 3, 4), (1, 4, 1)].into_iter().enumerate() {
+        let mut config = c[i];
+        config.tensor_cores = Some(MmaLaunch {
+            planes,
+            depth,
+            split_k,
+        });
+        c.push(config);
+    }
     if gpu::planes_of_32(client) {
         c.push(DenseConfig {
             rows_per_plane: 4,
@@ -172,6 +187,7 @@ fn configs<R: Runtime>(client: &ComputeClient<R>) -> Vec<DenseConfig> {
             depth: 4,
             max_cubes: 5,
             split_k: 8,
+            tensor_cores: None,
         });
     }
     c

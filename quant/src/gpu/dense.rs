@@ -5,6 +5,8 @@
 //! The time goes into reading the weight once: each plane of 32 units streams whole rows in
 //! 16-byte vectors, coalesced along `in`, and the few rows of x come from the caches.
 
+use cubecl::cmma::MmaDefinition;
+use cubecl::ir::features::MmaConfig;
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
@@ -159,6 +161,185 @@ pub(crate) fn dense_gemv_kernel<F: Float, NV: Size>(
     }
 }
 
+/// Two elements of an `mma` operand register (one 32-bit register of f16/bf16).
+type Pair<F> = Vector<F, Const<2>>;
+/// Two f32 accumulator elements.
+type Acc = Vector<f32, Const<2>>;
+
+/// Elements `e` and `e + 1` of `v`.
+#[cube]
+fn pair<F: Float, NV: Size>(v: Vector<F, NV>, #[comptime] e: usize) -> Pair<F> {
+    let mut p = Pair::<F>::empty();
+    p[0] = v[e];
+    p[1] = v[e + 1];
+    p
+}
+
+/// The tensor-core kernel for 2 to 16 rows of x (f16/bf16, `k` a multiple of 64, 16-byte
+/// vectors): `mma.m16n8k16` with the weight as the A operand (16 rows), x as B (8 tokens per
+/// tile; `tiles` tiles) and f32 accumulators.
+///
+/// A plane owns 16 weight rows and walks `in` in blocks of 64: unit `(g, t)` (`g = lane / 4`,
+/// `t = lane % 4`) loads elements `16t..16t + 16` of the block from rows `g` and `g + 8` and of
+/// token `g` of each tile, as two 16-byte vectors each: whole 128-byte lines per row, no
+/// shuffles. The sum over `in` does not depend on its order, so the four `mma` steps of a block
+/// take their k columns in a permuted order that is the same for A and B: step `s` gives unit
+/// `t` the logical columns `2t, 2t + 1` = block elements `16t + 4s + {0, 1}` and `2t + 8, 2t + 9`
+/// = `16t + 4s + {2, 3}`; over the four steps every element of the block is used once.
+///
+/// Rows past `n` re-read row `n - 1` and tokens past `m` token `m - 1`; their results are never
+/// written. `split` planes share a row tile and take turns over the blocks (split-K); their
+/// accumulators meet in shared memory.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dense_mma_kernel<F: Float, NV: Size>(
+    w: &Array<Vector<F, NV>>,
+    x: &Array<Vector<F, NV>>,
+    bias: &Array<F>,
+    y: &mut Array<F>,
+    n_rows: u32,
+    k_vectors: u32,
+    row_vectors: u32,
+    m_rows: u32,
+    #[comptime] tiles: usize,
+    #[comptime] planes: usize,
+    #[comptime] depth: usize,
+    #[comptime] split: usize,
+    #[comptime] has_bias: bool,
+) {
+    let lane = UNIT_POS_X as usize;
+    let warp = UNIT_POS_Y as usize;
+    let g = lane / 4;
+    let t = lane % 4;
+    let n = n_rows as usize;
+    let kv = k_vectors as usize;
+    let ld = row_vectors as usize;
+    let m = m_rows as usize;
+    let blocks = kv / 8;
+    let sets = comptime!(planes / split);
+    let set = warp / split;
+    let kpart = warp % split;
+    let accs = comptime!(tiles * 2);
+    let mut shared = SharedMemory::<f32>::new(if split > 1 {
+        comptime!(planes * 32 * tiles * 4)
+    } else {
+        1usize
+    });
+    let def = MmaDefinition::<F, F, f32>::new(16usize, 8usize, 16usize);
+
+    let groups = n.div_ceil(comptime!(16 * sets));
+    let mut gi = CUBE_POS;
+    while gi < groups {
+        let row0 = (gi * sets + set) * 16;
+        let ra = min(row0 + g, n - 1) * ld + 2 * t;
+        let rb = min(row0 + g + 8, n - 1) * ld + 2 * t;
+        let mut xbase = Array::<usize>::new(tiles);
+        #[unroll]
+        for j in 0..tiles {
+            xbase[j] = min(j * 8 + g, m - 1) * kv + 2 * t;
+        }
+        let mut acc = Array::<Acc>::new(accs);
+        #[unroll]
+        for i in 0..accs {
+            acc[i] = Acc::new(0.0);
+        }
+
+        let mut blk = kpart * depth;
+        while blk < blocks {
+            // All loads of `depth` blocks first (blocks past the end re-read the last one and
+            // are skipped below), then the products.
+            let mut wr = Array::<Vector<F, NV>>::new(comptime!(depth * 4));
+            let mut xr = Array::<Vector<F, NV>>::new(comptime!(depth * tiles * 2));
+            #[unroll]
+            for d in 0..depth {
+                let c = min(blk + d, blocks - 1) * 8;
+                wr[d * 4] = w[ra + c];
+                wr[d * 4 + 1] = w[ra + c + 1];
+                wr[d * 4 + 2] = w[rb + c];
+                wr[d * 4 + 3] = w[rb + c + 1];
+                #[unroll]
+                for j in 0..tiles {
+                    xr[(d * tiles + j) * 2] = x[xbase[j] + c];
+                    xr[(d * tiles + j) * 2 + 1] = x[xbase[j] + c + 1];
+                }
+            }
+            #[unroll]
+            for d in 0..depth {
+                if blk + d < blocks {
+                    #[unroll]
+                    for s in 0..4usize {
+                        let v = comptime!(s / 2);
+                        let e = comptime!(4 * (s % 2));
+                        let mut a = Array::<Pair<F>>::new(4usize);
+                        a[0] = pair::<F, NV>(wr[d * 4 + v], e);
+                        a[1] = pair::<F, NV>(wr[d * 4 + 2 + v], e);
+                        a[2] = pair::<F, NV>(wr[d * 4 + v], comptime!(e + 2));
+                        a[3] = pair::<F, NV>(wr[d * 4 + 2 + v], comptime!(e + 2));
+                        #[unroll]
+                        for j in 0..tiles {
+                            let xv = xr[(d * tiles + j) * 2 + v];
+                            let mut b = Array::<Pair<F>>::new(2usize);
+                            b[0] = pair::<F, NV>(xv, e);
+                            b[1] = pair::<F, NV>(xv, comptime!(e + 2));
+                            let mut c = Array::<Acc>::new(2usize);
+                            c[0] = acc[2 * j];
+                            c[1] = acc[2 * j + 1];
+                            def.execute_inplace(&a, &b, &mut c);
+                            acc[2 * j] = c[0];
+                            acc[2 * j + 1] = c[1];
+                        }
+                    }
+                }
+            }
+            blk += comptime!(depth * split);
+        }
+
+        if comptime!(split > 1) {
+            let base = (warp * 32 + lane) * comptime!(tiles * 4);
+            #[unroll]
+            for i in 0..accs {
+                let a = acc[i];
+                shared[base + 2 * i] = a[0];
+                shared[base + 2 * i + 1] = a[1];
+            }
+            sync_cube();
+        }
+        if kpart == 0 {
+            // acc[2j + h][e]: weight row `g + 8h` of the tile, token `8j + 2t + e`.
+            #[unroll]
+            for j in 0..tiles {
+                #[unroll]
+                for h in 0..2usize {
+                    #[unroll]
+                    for e in 0..2usize {
+                        let i = 2 * j + h;
+                        let mut v = acc[i][e];
+                        if comptime!(split > 1) {
+                            #[unroll]
+                            for p in 1..split {
+                                let other = ((set * split + p) * 32 + lane) * comptime!(tiles * 4);
+                                v += shared[other + 2 * i + e];
+                            }
+                        }
+                        let row = row0 + g + 8 * h;
+                        let token = j * 8 + 2 * t + e;
+                        if row < n && token < m {
+                            if comptime!(has_bias) {
+                                v += f32::cast_from(bias[row]);
+                            }
+                            y[token * n + row] = F::cast_from(v);
+                        }
+                    }
+                }
+            }
+        }
+        if comptime!(split > 1) {
+            sync_cube();
+        }
+        gi += CUBE_COUNT;
+    }
+}
+
 /// Launch parameters of the dense GEMV.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DenseConfig {
@@ -175,6 +356,39 @@ pub struct DenseConfig {
     /// Planes that share their rows and split each row between them (split-K; it divides
     /// `planes`): more planes in flight when there are few rows.
     pub split_k: usize,
+    /// Run the tensor-core kernel with these parameters where it applies (f16/bf16, `in` a
+    /// multiple of 64, 16-byte aligned rows, `mma.m16n8k16` on the device); the fields above
+    /// then apply where it does not.
+    pub tensor_cores: Option<MmaLaunch>,
+}
+
+/// Launch parameters of the tensor-core kernel (16 weight rows per plane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MmaLaunch {
+    /// Planes per cube.
+    pub planes: usize,
+    /// Blocks of 64 elements of each row a unit loads before using any (1 to 4).
+    pub depth: usize,
+    /// Planes that share a row tile and split `in` between them (divides `planes`).
+    pub split_k: usize,
+}
+
+impl MmaLaunch {
+    /// The default for `out_features` weight rows on a device with `sms` multiprocessors:
+    /// split-K until there are about 16 planes per multiprocessor.
+    pub fn default_for(sms: usize, out_features: usize) -> Self {
+        let planes = 4;
+        let tiles = out_features.div_ceil(16);
+        let mut split_k = 1;
+        while split_k * 2 <= planes && tiles * split_k < sms.max(1) * 16 {
+            split_k *= 2;
+        }
+        MmaLaunch {
+            planes,
+            depth: 2,
+            split_k,
+        }
+    }
 }
 
 impl DenseConfig {
@@ -199,6 +413,7 @@ impl DenseConfig {
                 depth: 2,
                 max_cubes: 0,
                 split_k: 1,
+                tensor_cores: None,
             };
         }
         // Each vector of x read from the caches serves `rows` weight rows: more rows as m
@@ -224,8 +439,31 @@ impl DenseConfig {
             depth,
             max_cubes: 0,
             split_k,
+            tensor_cores: (m >= 2 && has_mma(client))
+                .then(|| MmaLaunch::default_for(sms, out_features)),
         }
     }
+}
+
+/// `mma.m16n8k16` with f32 accumulation for f16 and bf16, on planes of 32.
+fn has_mma<R: Runtime>(client: &ComputeClient<R>) -> bool {
+    planes_of_32(client)
+        && [FloatDtype::F16, FloatDtype::BF16]
+            .into_iter()
+            .all(|d| mma_for(client, d))
+}
+
+fn mma_for<R: Runtime>(client: &ComputeClient<R>, dtype: FloatDtype) -> bool {
+    let storage = with_float!(dtype, F => F::as_type_native_unchecked().storage_type());
+    let config = MmaConfig {
+        a_type: storage,
+        b_type: storage,
+        cd_type: f32::as_type_native_unchecked().storage_type(),
+        m: 16,
+        n: 8,
+        k: 16,
+    };
+    client.features().matmul.mma.contains(&config)
 }
 
 /// A dense Linear weight on the device: `rows` x `cols` values of `dtype`, row-major
@@ -360,6 +598,15 @@ impl DeviceDense {
             check_capacity(b, n * dtype.size(), "dense GEMV bias")?;
         }
         let vw = self.vector_width(client, x);
+        if let Some(tc) = config.tensor_cores
+            && dtype != FloatDtype::F32
+            && vw * dtype.size() == 16
+            && k.is_multiple_of(64)
+            && planes_of_32(client)
+            && mma_for(client, dtype)
+        {
+            return self.mma_into(client, x, m, bias, out, tc, vw);
+        }
         let groups = n.div_ceil(rows * planes / split);
         let cubes = if config.max_cubes > 0 {
             groups.min(config.max_cubes)
@@ -390,6 +637,77 @@ impl DeviceDense {
                 split,
             )
         });
+        Ok(())
+    }
+
+    /// The tensor-core kernel (checked by the caller: f16/bf16, 16-byte vectors `vw`, `in` a
+    /// multiple of 64, capacities).
+    #[allow(clippy::too_many_arguments)]
+    fn mma_into<R: Runtime>(
+        &self,
+        client: &ComputeClient<R>,
+        x: &Handle,
+        m: usize,
+        bias: Option<&Handle>,
+        out: &Handle,
+        launch: MmaLaunch,
+        vw: usize,
+    ) -> Result<()> {
+        let (n, k, ld) = (self.rows, self.cols, self.row_stride);
+        let planes = launch.planes.clamp(1, 32);
+        let depth = launch.depth.clamp(1, 4);
+        let split = launch.split_k.max(1);
+        if !planes.is_multiple_of(split) {
+            return Err(QuantError::Device(format!(
+                "split_k {split} must divide the planes per cube ({planes})"
+            )));
+        }
+        let tiles = m.div_ceil(8);
+        if split > 1 {
+            check_shared(
+                client,
+                4 * planes * 32 * tiles * 4,
+                "dense tensor-core GEMV",
+            )?;
+        }
+        let span = (n - 1) * ld + k;
+        let cubes = n.div_ceil(16 * (planes / split));
+        let has_bias = bias.is_some();
+        let bias = bias.cloned().unwrap_or_else(|| out.clone());
+        macro_rules! launch {
+            ($F:ty) => {
+                unsafe {
+                    dense_mma_kernel::launch_unchecked::<$F, R>(
+                        client,
+                        cube_count(client, cubes),
+                        CubeDim::new_2d(32, planes as u32),
+                        vw,
+                        ArrayArg::from_raw_parts(self.weight.clone(), span / vw),
+                        ArrayArg::from_raw_parts(x.clone(), m * k / vw),
+                        ArrayArg::from_raw_parts(bias, n),
+                        ArrayArg::from_raw_parts(out.clone(), m * n),
+                        n as u32,
+                        (k / vw) as u32,
+                        (ld / vw) as u32,
+                        m as u32,
+                        tiles,
+                        planes,
+                        depth,
+                        split,
+                        has_bias,
+                    )
+                }
+            };
+        }
+        match self.dtype {
+            FloatDtype::F16 => launch!(half::f16),
+            FloatDtype::BF16 => launch!(half::bf16),
+            FloatDtype::F32 => {
+                return Err(QuantError::Device(
+                    "the tensor-core GEMV computes in f16 or bf16".into(),
+                ));
+            }
+        }
         Ok(())
     }
 }

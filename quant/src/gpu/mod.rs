@@ -25,7 +25,7 @@ mod gemv4;
 mod int8;
 mod quantize;
 
-pub use dense::{DenseConfig, DeviceDense};
+pub use dense::{DenseConfig, DeviceDense, MmaLaunch};
 pub use device::{DeviceAbsmax, DeviceQuant4, GemvConfig, LutMode, MAX_GEMV_ROWS};
 pub use int8::{DeviceInt8, Int8Config};
 pub use quantize::{quantize_4bit, quantize_4bit_device, quantize_int8_device};
