@@ -48,7 +48,8 @@ fn gpu_models() -> Vec<String> {
     models
 }
 
-/// Turns the compiled-kernel cache on in `dir` for this process (created if missing), keeping
+/// Turns the compiled-kernel cache on in `dir` for this process (created if missing), with the
+/// autotune results under `dir/autotune` unless configured elsewhere, keeping
 /// whatever else `cubecl.toml` or the `CUBECL_*` variables configure; a `cubecl.toml` that
 /// sets its own `compilation.cache` wins. Must run before the first GPU tensor is made:
 /// returns `false` (and changes nothing) when CubeCL's configuration was already read, or
@@ -66,6 +67,11 @@ pub fn enable(dir: &Path) -> bool {
         let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
         if config.compilation.cache.is_none() {
             config.compilation.cache = Some(CacheConfig::File(dir.to_path_buf()));
+        }
+        // Autotune results (which matmul kernel is fastest per shape) beside the kernels,
+        // rather than in the `target` dir of whatever Cargo project the process runs in.
+        if matches!(config.autotune.cache, CacheConfig::Target) {
+            config.autotune.cache = CacheConfig::File(dir.join("autotune"));
         }
         // `set` refuses (panics) once the configuration was read; nothing here read it, but a
         // caller may have: keep that a `false`, not an abort.
