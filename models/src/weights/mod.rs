@@ -208,7 +208,16 @@ impl RawFloat {
 
     /// The values as f32 (exact: every stored dtype widens to f32 without rounding).
     pub fn to_f32(&self) -> Result<Vec<f32>, ModelError> {
-        let b = self.clone().into_bytes()?;
+        let read;
+        let b: &[u8] = match self.pieces.as_slice() {
+            [Piece::Owned(b)] => b,
+            _ => {
+                let mut all = vec![0u8; self.byte_len()];
+                self.read_at(0, &mut all)?;
+                read = all;
+                &read
+            }
+        };
         Ok(match self.dtype {
             FloatDtype::F32 => b
                 .chunks_exact(4)

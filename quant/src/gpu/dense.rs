@@ -571,6 +571,22 @@ impl DeviceDense {
                 "the dense GEMV indexes in 32 bits: weight [{n}, {k}] (rows {ld} apart), {m} rows"
             )));
         }
+        check_capacity(&self.weight, span * dtype.size(), "dense GEMV weight")?;
+        check_capacity(x, m * k * dtype.size(), "dense GEMV input")?;
+        check_capacity(out, m * n * dtype.size(), "dense GEMV output")?;
+        if let Some(b) = bias {
+            check_capacity(b, n * dtype.size(), "dense GEMV bias")?;
+        }
+        let vw = self.vector_width(client, x);
+        if let Some(tc) = config.tensor_cores
+            && dtype != FloatDtype::F32
+            && vw * dtype.size() == 16
+            && k.is_multiple_of(64)
+            && planes_of_32(client)
+            && mma_for(client, dtype)
+        {
+            return self.mma_into(client, x, m, bias, out, tc, vw);
+        }
         if config.use_plane && !planes_of_32(client) {
             return Err(QuantError::Device(
                 "plane reduction needs planes of 32 units".into(),
@@ -591,22 +607,6 @@ impl DeviceDense {
             4 * outputs * if config.use_plane { 1 } else { 33 },
             "dense GEMV",
         )?;
-        check_capacity(&self.weight, span * dtype.size(), "dense GEMV weight")?;
-        check_capacity(x, m * k * dtype.size(), "dense GEMV input")?;
-        check_capacity(out, m * n * dtype.size(), "dense GEMV output")?;
-        if let Some(b) = bias {
-            check_capacity(b, n * dtype.size(), "dense GEMV bias")?;
-        }
-        let vw = self.vector_width(client, x);
-        if let Some(tc) = config.tensor_cores
-            && dtype != FloatDtype::F32
-            && vw * dtype.size() == 16
-            && k.is_multiple_of(64)
-            && planes_of_32(client)
-            && mma_for(client, dtype)
-        {
-            return self.mma_into(client, x, m, bias, out, tc, vw);
-        }
         let groups = n.div_ceil(rows * planes / split);
         let cubes = if config.max_cubes > 0 {
             groups.min(config.max_cubes)

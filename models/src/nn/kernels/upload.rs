@@ -31,7 +31,7 @@ const SLOTS: usize = 4;
 
 /// One device's copy stream and page-locked staging buffers.
 struct Stager {
-    ordinal: usize,
+    device: sys::CUdevice,
     context: sys::CUcontext,
     stream: sys::CUstream,
     /// A page-locked buffer of `CHUNK` bytes and the event recorded after its last copy.
@@ -42,7 +42,19 @@ struct Stager {
 // used only under the `STAGERS` lock.
 unsafe impl Send for Stager {}
 
-static STAGERS: Mutex<Vec<Stager>> = Mutex::new(Vec::new());
+/// Per device ordinal: its stager, or `None` once setting one up failed (not retried).
+static STAGERS: Mutex<Vec<(usize, Option<Stager>)>> = Mutex::new(Vec::new());
+
+/// Waits for a stream when dropped: no copy may still read a staging buffer or write a
+/// device buffer once the caller's frame is gone, even when `fill` panics.
+struct Drain(sys::CUstream);
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        // SAFETY: the stream outlives every `Drain` made of it (see `Stager::copy`).
+        unsafe { cu::stream::synchronize(self.0) }.ok();
+    }
+}
 
 fn driver_error(what: &str, e: impl std::fmt::Debug) -> ModelError {
     ModelError::Config(format!(
@@ -58,18 +70,21 @@ impl Stager {
         // SAFETY: `device` is a valid device; CubeCL's CUDA runtime works in this same
         // primary context, so device pointers from its allocator are valid here.
         let context = unsafe { cu::primary_ctx::retain(device) }.map_err(err("context"))?;
-        unsafe { cu::ctx::set_current(context) }.map_err(err("context"))?;
-        let stream = cu::stream::create(cu::stream::StreamKind::NonBlocking)
-            .map_err(err("stream creation"))?;
+        // From here on, an early return drops `stager`, which gives back what was made.
         let mut stager = Self {
-            ordinal,
+            device,
             context,
-            stream,
+            stream: std::ptr::null_mut(),
             slots: Vec::with_capacity(SLOTS),
         };
+        unsafe { cu::ctx::set_current(context) }.map_err(err("context"))?;
+        stager.stream = cu::stream::create(cu::stream::StreamKind::NonBlocking)
+            .map_err(err("stream creation"))?;
         for _ in 0..SLOTS {
-            // SAFETY: a plain page-locked allocation, freed in `drop`.
+            // SAFETY: a plain page-locked allocation, freed in `drop`; zeroed once, so the
+            // chunks handed to `fill` always cover initialized bytes.
             let buf = unsafe { cu::malloc_host(CHUNK, 0) }.map_err(err("pinned allocation"))?;
+            unsafe { std::ptr::write_bytes(buf.cast::<u8>(), 0, CHUNK) };
             let event = cu::event::create(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING);
             let event = match event {
                 Ok(e) => e,
@@ -90,6 +105,7 @@ impl Stager {
         let err = |what: &'static str| move |e| driver_error(what, e);
         // SAFETY: the context was retained in `new` and lives as long as the process.
         unsafe { cu::ctx::set_current(self.context) }.map_err(err("context"))?;
+        let _drain = Drain(self.stream);
         let mut result = Ok(());
         for (i, at) in (0..len).step_by(CHUNK).enumerate() {
             let (buf, event) = self.slots[i % SLOTS];
@@ -127,14 +143,20 @@ impl Stager {
 
 impl Drop for Stager {
     fn drop(&mut self) {
-        // SAFETY: all objects were created in `new`; the stream is idle after `copy`.
+        // SAFETY: all objects were made in `new` (the stream may not have been); the stream is
+        // idle after `copy`.
         unsafe {
-            cu::stream::synchronize(self.stream).ok();
+            if !self.stream.is_null() {
+                cu::stream::synchronize(self.stream).ok();
+            }
             for &(buf, event) in &self.slots {
                 cu::event::destroy(event).ok();
                 cu::free_host(buf.cast()).ok();
             }
-            cu::stream::destroy(self.stream).ok();
+            if !self.stream.is_null() {
+                cu::stream::destroy(self.stream).ok();
+            }
+            cu::primary_ctx::release(self.device).ok();
         }
     }
 }
@@ -157,16 +179,19 @@ pub(super) fn upload<B: Backend>(
         return None;
     }
     let mut stagers = STAGERS.lock().unwrap_or_else(|p| p.into_inner());
-    if !stagers.iter().any(|s| s.ordinal == device.index) {
-        match Stager::new(device.index) {
-            Ok(s) => stagers.push(s),
-            Err(e) => {
-                tracing::debug!("pinned uploads unavailable ({e}); uploading through burn");
-                return None;
-            }
-        }
+    if !stagers.iter().any(|(o, _)| *o == device.index) {
+        let stager = Stager::new(device.index)
+            .inspect_err(|e| {
+                tracing::debug!("pinned uploads unavailable ({e}); uploading through burn")
+            })
+            .ok();
+        stagers.push((device.index, stager));
     }
-    let stager = stagers.iter_mut().find(|s| s.ordinal == device.index)?;
+    let stager = stagers
+        .iter_mut()
+        .find(|(o, _)| *o == device.index)?
+        .1
+        .as_mut()?;
 
     let client = CudaRuntime::client(&device);
     let handle = client.empty(len);
