@@ -9,22 +9,13 @@ use burn::tensor::{Tensor, TensorData};
 use kiln_quant::codec::{FloatDtype, FourBitType, Int8Rowwise, Quantized4bit};
 use kiln_quant::nn::{Linear4bit, Linear8bitLt};
 
+mod common;
+use common::noise;
+
 #[cfg(feature = "wgpu")]
 type B = burn::backend::Wgpu;
 #[cfg(not(feature = "wgpu"))]
 type B = burn::backend::Cuda;
-
-fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
 
 fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec::<f32>().unwrap()

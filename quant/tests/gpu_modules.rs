@@ -8,19 +8,10 @@ use burn::tensor::{Tensor, TensorData};
 use kiln_quant::codec::{FloatDtype, FourBitType, Int8Rowwise, Quantized4bit, int8_linear};
 use kiln_quant::nn::{Linear4bit, Linear8bitLt};
 
-type B = Wgpu;
+mod common;
+use common::noise;
 
-fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
+type B = Wgpu;
 
 fn seed() -> u64 {
     let seed = std::env::var("KILN_TEST_SEED")

@@ -133,3 +133,16 @@ pub fn first_diff<T: PartialEq + Copy + std::fmt::Debug>(
         .find(|(_, (x, y))| x != y)
         .map(|(i, (x, y))| (i, *x, *y))
 }
+
+/// `n` deterministic values in [-1, 1) from `seed` (xorshift).
+pub fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
