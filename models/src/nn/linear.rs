@@ -203,6 +203,10 @@ impl<B: Backend> Linear<B> {
                     ),
                 },
             };
+            if config.is_some() {
+                // The float weight this layer was quantized from is free now.
+                super::kernels::release_unused_memory::<B>(device);
+            }
             return Ok(Self { weight });
         }
         let weight = source.host_tensor(&name)?;
@@ -267,7 +271,11 @@ impl<B: Backend> Linear<B> {
         if quantized {
             let parts = Self::load_each(source, prefixes, in_features, outs, bias, device)?;
             return Ok(match Self::join_quantized(&parts) {
-                Some(joined) => vec![joined],
+                Some(joined) => {
+                    drop(parts);
+                    super::kernels::release_unused_memory::<B>(device);
+                    vec![joined]
+                }
                 None => parts,
             });
         }

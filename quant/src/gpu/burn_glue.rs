@@ -209,7 +209,10 @@ fn linear4bit_on<B: Backend, R: CubeRuntime, const D: usize>(
             burn_dtype(wdtype),
         ))?;
         let w = crate::nn::linear4bit_cast(w, compute);
-        burn::tensor::module::linear(x2, w.transpose(), bias)
+        match gemm_rows(x2.clone(), &w, bias.as_ref()) {
+            Some(y) => y,
+            None => burn::tensor::module::linear(x2, w.transpose(), bias),
+        }
     };
     let mut out_dims = dims;
     out_dims[D - 1] = n;
@@ -345,7 +348,7 @@ fn dense_on<B: Backend, R: CubeRuntime, const D: usize>(
     let dims = x.dims();
     let [n, k] = weight.dims();
     let tokens: usize = dims[..D - 1].iter().product();
-    if tokens == 0 || tokens > MAX_GEMV_ROWS || n == 0 || k == 0 || dims[D - 1] != k {
+    if tokens == 0 || n == 0 || k == 0 || dims[D - 1] != k {
         return None;
     }
     let burn_dtype = x.dtype();
@@ -357,6 +360,12 @@ fn dense_on<B: Backend, R: CubeRuntime, const D: usize>(
         && (b.dims() != [n] || b.dtype() != burn_dtype || b.device() != weight.device())
     {
         return None;
+    }
+    let mut out_dims = dims;
+    out_dims[D - 1] = n;
+    if tokens > MAX_GEMV_ROWS {
+        let y = gemm_rows(x.reshape([tokens, k]), weight, bias)?;
+        return Some(y.reshape(out_dims));
     }
     let (w, row_stride) = dense_weight::<B, R>(weight)?;
     let client = w.client.clone();
@@ -384,9 +393,53 @@ fn dense_on<B: Backend, R: CubeRuntime, const D: usize>(
         out,
         burn_dtype,
     ))?;
-    let mut out_dims = dims;
-    out_dims[D - 1] = n;
     Some(y.reshape(out_dims))
+}
+
+/// `x · weightᵀ (+ bias)` for many rows (prefill) through cuBLAS when the backend is burn's
+/// CUDA one and cuBLAS is there (see [`super::cuda`]); `None` otherwise, for the caller's
+/// matmul. `x` and `weight` share a float dtype.
+fn gemm_rows<B: Backend>(
+    x: Tensor<B, 2>,
+    weight: &Tensor<B, 2>,
+    bias: Option<&Tensor<B, 1>>,
+) -> Option<Tensor<B, 2>> {
+    #[cfg(feature = "cuda")]
+    if is_cube::<B, cubecl::cuda::CudaRuntime>() {
+        use cubecl::cuda::CudaRuntime;
+        let [tokens, k] = x.dims();
+        let dtype = kiln_dtype(x.dtype())?;
+        let (w, ldw) = dense_weight::<B, CudaRuntime>(weight)?;
+        let [n, wk] = weight.dims();
+        if wk != k || w.dtype != x.dtype() || !super::cuda::cublas_available(w.device.index) {
+            return None;
+        }
+        let xc = float_cube::<B, CudaRuntime, 2>(x)?;
+        let out = super::cuda::gemm_nt(
+            &w.client,
+            w.device.index,
+            &xc.handle,
+            &w.handle,
+            tokens,
+            n,
+            k,
+            ldw,
+            dtype,
+        )?;
+        let y = to_tensor::<B, CudaRuntime, 2>(CubeTensor::new_contiguous(
+            w.client.clone(),
+            w.device.clone(),
+            Shape::new([tokens, n]),
+            out,
+            xc.dtype,
+        ))?;
+        return Some(match bias {
+            Some(b) => y + b.clone().unsqueeze::<2>(),
+            None => y,
+        });
+    }
+    let _ = (x, weight, bias);
+    None
 }
 
 fn int_tensor_of<B: Backend, R: CubeRuntime>(c: CubeTensor<R>) -> Option<Tensor<B, 1, Int>> {

@@ -11,11 +11,15 @@
 //!   in float.
 //! - [`DeviceDense`] and [`DeviceDense::gemv`]: the plain f32/f16/bf16 GEMV for decode (1 to
 //!   [`MAX_GEMV_ROWS`] rows), reading the weight as stored (`[out, in]`).
+//! - [`cuda`] (CUDA only): a driver stream of kiln's own beside CubeCL's and the cuBLAS GEMM
+//!   that larger products (prefill) take, on CubeCL's buffers.
 //!
 //! The burn modules ([`crate::nn::Linear4bit`], [`crate::nn::Linear8bitLt`]) call these
 //! kernels when their backend is burn's CubeCL backend on CUDA or wgpu, and so does
 //! [`crate::nn::dense_linear`] for plain weights.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 #[cfg(all(test, feature = "cuda"))]
 mod cuda_source;
 mod dense;

@@ -78,15 +78,17 @@ pub(crate) fn unpack_fields<B: Backend>(
         .narrow(0, 0, len)
 }
 
-/// `y = x W^T + bias` for decode: the device's dense GEMV kernel, or `Err(x)` (the input handed
-/// back untouched) when it does not apply, for the caller to take its own path, e.g.
+/// `y = x W^T + bias` on the device: the dense GEMV kernel for decode and, on burn's CUDA
+/// backend, cuBLAS for more rows (prefill; when the library is found, see `gpu::cuda`), or
+/// `Err(x)` (the input handed back untouched) when neither applies, for the caller to take its
+/// own path, e.g.
 /// `burn::tensor::module::linear(x, weight.transpose(), bias)`.
 ///
 /// `weight` is `[out, in]` (as Hugging Face stores it, not burn's `[in, out]`), `x` is
 /// `[..., in]`, `bias` is `[out]`; the result is `[..., out]` in x's dtype, accumulated in f32
 /// and rounded once. The kernel applies when the backend is burn's CubeCL backend on CUDA or
 /// wgpu (features `cuda` / `wgpu`), x has 1 to 16 rows (`gpu::MAX_GEMV_ROWS`; the product of
-/// its leading dimensions), x, weight and bias share one dtype of f32, f16 and bf16 that the
+/// its leading dimensions; more go to cuBLAS), x, weight and bias share one dtype of f32, f16 and bf16 that the
 /// device computes in, and the weight is a row-major float tensor (rows may be padded, as
 /// burn's CUDA backend pads some; a transposed view is not row-major): it is read where it
 /// lies, never copied (x is made contiguous when it is not).

@@ -34,6 +34,13 @@ pub(super) fn memory_usage<B: Backend, R: CubeRuntime>(device: &B::Device) -> Op
     Some((usage.bytes_in_use, usage.bytes_reserved))
 }
 
+/// See [`super::release_unused_memory()`].
+pub(super) fn memory_cleanup<B: Backend, R: CubeRuntime>(device: &B::Device) {
+    if let Some(device) = same_type::<_, R::Device>(device.clone()) {
+        R::client(&device).memory_cleanup();
+    }
+}
+
 fn cube<B: Backend, R: CubeRuntime, const D: usize>(t: &Tensor<B, D>) -> Option<CubeTensor<R>> {
     same_type(t.clone().into_primitive().tensor())
 }

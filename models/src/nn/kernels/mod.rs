@@ -72,6 +72,15 @@ pub fn device_memory<B: Backend>(device: &B::Device) -> Option<(u64, u64)> {
     None
 }
 
+/// Hands the memory that the CubeCL allocator of `device` holds but no tensor uses back to
+/// the driver; nothing on other backends. A quantizing load calls it after each layer: the
+/// float weight a layer was quantized from is free then, and the allocator's pools would
+/// otherwise keep every such buffer they grew to hold.
+pub(crate) fn release_unused_memory<B: Backend>(device: &B::Device) {
+    on_cube_runtime!(B, R => glue::memory_cleanup::<B, R>(device));
+    let _ = device;
+}
+
 /// Writes the bytes from an offset on into a chunk (see [`upload`]).
 pub(crate) type Fill<'a> = dyn FnMut(usize, &mut [u8]) -> Result<(), crate::ModelError> + 'a;
 

@@ -21,6 +21,7 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::cuda::{CudaDevice, CudaRuntime};
 use cubecl::prelude::*;
 use cudarc::driver::{result as cu, sys};
+use kiln_quant::gpu::cuda::{self, CudaStream};
 
 use crate::ModelError;
 
@@ -31,9 +32,7 @@ const SLOTS: usize = 4;
 
 /// One device's copy stream and page-locked staging buffers.
 struct Stager {
-    device: sys::CUdevice,
-    context: sys::CUcontext,
-    stream: sys::CUstream,
+    stream: CudaStream,
     /// A page-locked buffer of `CHUNK` bytes and the event recorded after its last copy.
     slots: Vec<(*mut u8, sys::CUevent)>,
 }
@@ -47,12 +46,11 @@ static STAGERS: Mutex<Vec<(usize, Option<Stager>)>> = Mutex::new(Vec::new());
 
 /// Waits for a stream when dropped: no copy may still read a staging buffer or write a
 /// device buffer once the caller's frame is gone, even when `fill` panics.
-struct Drain(sys::CUstream);
+struct Drain<'a>(&'a CudaStream);
 
-impl Drop for Drain {
+impl Drop for Drain<'_> {
     fn drop(&mut self) {
-        // SAFETY: the stream outlives every `Drain` made of it (see `Stager::copy`).
-        unsafe { cu::stream::synchronize(self.0) }.ok();
+        self.0.synchronize().ok();
     }
 }
 
@@ -64,26 +62,19 @@ fn driver_error(what: &str, e: impl std::fmt::Debug) -> ModelError {
 
 impl Stager {
     fn new(ordinal: usize) -> Result<Self, ModelError> {
-        let err = |what: &'static str| move |e| driver_error(what, e);
-        cu::init().map_err(err("init"))?;
-        let device = cu::device::get(ordinal as i32).map_err(err("device lookup"))?;
-        // SAFETY: `device` is a valid device; CubeCL's CUDA runtime works in this same
-        // primary context, so device pointers from its allocator are valid here.
-        let context = unsafe { cu::primary_ctx::retain(device) }.map_err(err("context"))?;
+        // CubeCL's CUDA runtime works in the device's primary context, the stream's, so device
+        // pointers from its allocator are valid there.
+        let stream = CudaStream::new(ordinal).map_err(|e| driver_error("stream setup", e))?;
         // From here on, an early return drops `stager`, which gives back what was made.
         let mut stager = Self {
-            device,
-            context,
-            stream: std::ptr::null_mut(),
+            stream,
             slots: Vec::with_capacity(SLOTS),
         };
-        unsafe { cu::ctx::set_current(context) }.map_err(err("context"))?;
-        stager.stream = cu::stream::create(cu::stream::StreamKind::NonBlocking)
-            .map_err(err("stream creation"))?;
         for _ in 0..SLOTS {
             // SAFETY: a plain page-locked allocation, freed in `drop`; zeroed once, so the
             // chunks handed to `fill` always cover initialized bytes.
-            let buf = unsafe { cu::malloc_host(CHUNK, 0) }.map_err(err("pinned allocation"))?;
+            let buf = unsafe { cu::malloc_host(CHUNK, 0) }
+                .map_err(|e| driver_error("pinned allocation", e))?;
             unsafe { std::ptr::write_bytes(buf.cast::<u8>(), 0, CHUNK) };
             let event = cu::event::create(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING);
             let event = match event {
@@ -103,9 +94,9 @@ impl Stager {
     /// `dst`; returns once they are on the device.
     fn copy(&mut self, dst: u64, len: usize, fill: &mut super::Fill<'_>) -> Result<(), ModelError> {
         let err = |what: &'static str| move |e| driver_error(what, e);
-        // SAFETY: the context was retained in `new` and lives as long as the process.
-        unsafe { cu::ctx::set_current(self.context) }.map_err(err("context"))?;
-        let _drain = Drain(self.stream);
+        self.stream.bind().map_err(err("context"))?;
+        let stream = self.stream.raw();
+        let _drain = Drain(&self.stream);
         let mut result = Ok(());
         for (i, at) in (0..len).step_by(CHUNK).enumerate() {
             let (buf, event) = self.slots[i % SLOTS];
@@ -126,8 +117,8 @@ impl Stager {
             // SAFETY: `dst + at .. dst + at + n` lies in the caller's allocation of `len`
             // bytes; `chunk` stays valid and untouched until the event below completes.
             let copied = unsafe {
-                cu::memcpy_htod_async(dst + at as u64, chunk, self.stream)
-                    .and_then(|()| cu::event::record(event, self.stream))
+                cu::memcpy_htod_async(dst + at as u64, chunk, stream)
+                    .and_then(|()| cu::event::record(event, stream))
             };
             if let Err(e) = copied {
                 result = Err(driver_error("host-to-device copy", e));
@@ -135,28 +126,21 @@ impl Stager {
             }
         }
         // Every staging buffer must be free again before the next call (or an error return).
-        // SAFETY: the stream was created in `new`.
-        let synced = unsafe { cu::stream::synchronize(self.stream) };
+        let synced = self.stream.synchronize();
         result.and(synced.map_err(err("stream synchronize")))
     }
 }
 
 impl Drop for Stager {
     fn drop(&mut self) {
-        // SAFETY: all objects were made in `new` (the stream may not have been); the stream is
-        // idle after `copy`.
-        unsafe {
-            if !self.stream.is_null() {
-                cu::stream::synchronize(self.stream).ok();
-            }
-            for &(buf, event) in &self.slots {
+        // The stream is idle after `copy`; it and its context go when `stream` drops.
+        self.stream.synchronize().ok();
+        for &(buf, event) in &self.slots {
+            // SAFETY: made in `new`, no copy reads them any more.
+            unsafe {
                 cu::event::destroy(event).ok();
                 cu::free_host(buf.cast()).ok();
             }
-            if !self.stream.is_null() {
-                cu::stream::destroy(self.stream).ok();
-            }
-            cu::primary_ctx::release(self.device).ok();
         }
     }
 }
@@ -196,12 +180,11 @@ pub(super) fn upload<B: Backend>(
     let client = CudaRuntime::client(&device);
     let handle = client.empty(len);
     // The allocator may reuse memory a queued kernel still reads: let CubeCL's stream drain.
-    if let Err(e) = cubecl::future::block_on(client.sync()) {
-        return Some(Err(driver_error("synchronize", e)));
+    if !cuda::sync_cubecl(&client) {
+        return Some(Err(driver_error("synchronize", "CubeCL's stream")));
     }
-    let ptr = match client.get_resource(handle.clone()) {
-        Ok(r) => r.resource().ptr,
-        Err(e) => return Some(Err(driver_error("buffer lookup", e))),
+    let Some(ptr) = cuda::device_ptr(&client, &handle) else {
+        return Some(Err(driver_error("buffer lookup", "no such buffer")));
     };
     if let Err(e) = stager.copy(ptr, len, fill) {
         return Some(Err(e));
